@@ -1,0 +1,57 @@
+# Two commands for users: `make dev` (run the whole pipeline) and `make test` (pass the tests).
+# Each does its own set-up, idempotently: virtualenv + pip, Kafka jars via Maven, the model fetch.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: dev test test-unit lint setup kafka kafka-stop models bench e2e-deps clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) models
+	bash deploy/kafka/kafka.sh fetch
+
+models: $(STAMP)
+	$(PY) -m evi.cli models fetch
+
+kafka: $(STAMP)
+	bash deploy/kafka/kafka.sh start
+
+kafka-stop:
+	bash deploy/kafka/kafka.sh stop
+
+dev: setup
+	$(PY) -m evi.cli dev
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy evi producers processors gateway
+	$(VENV)/bin/lint-imports
+
+# Browser tests need Debian's chromium (apt); CI installs it, `make e2e-deps` does it by hand.
+e2e-deps:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+# The test command: lint, then every test on the real broker (started here if not running).
+test: setup
+	$(MAKE) lint
+	bash deploy/kafka/kafka.sh start
+	$(PY) -m pytest -q
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q -m "not kafka and not e2e"
+
+bench: setup kafka
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	bash deploy/kafka/kafka.sh stop || true
+	rm -rf .cache/kafka/data .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,68 @@
+"""The `evi` command. Service subcommands are dispatched by module name, so this shared core
+never imports a service (and `evi --help` stays fast)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+from collections.abc import Callable
+
+from evi.errors import ConfigError
+from evi.settings import REPO_ROOT, ServiceSettings, die_on_config_error, load
+
+KAFKA_SCRIPT = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
+
+# subcommand -> (module, function, help); each function takes argv and returns an exit code.
+SERVICES: dict[str, tuple[str, str, str]] = {
+    "produce": ("producers.__main__", "main", "capture sources and publish frames"),
+    "sample": ("producers.sample", "main", "write the generated sample clip to a video file"),
+    "process": ("processors.__main__", "main", "run a processor worker for one kind"),
+    "gateway": ("gateway.__main__", "main", "run the REST/websocket gateway and dashboard"),
+    "models": ("processors.models", "main", "fetch models (`evi models fetch`)"),
+    "lag": ("evi.scaleplan", "main", "consumer lag per kind and the replicas KEDA would ask for"),
+    "record": ("producers.record", "main", "save a window of a stream's frames to a clip file"),
+    "replay": ("producers.replay", "main", "publish a clip file or a topic window again"),
+    "dev": ("evi.dev", "main", "run the whole pipeline here: Kafka, producer, processor, gateway"),
+}
+
+
+def kafka_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="evi kafka", description="the local single-node broker")
+    p.add_argument("action", choices=["fetch", "start", "stop", "status", "reset", "topics"])
+    p.add_argument("--kind", action="append", dest="kinds", help="kinds whose topics to create")
+    a = p.parse_args(argv)
+    if a.action != "topics":
+        return subprocess.call(["bash", str(KAFKA_SCRIPT), a.action])
+    from evi.kafka import ensure_topics
+    from evi.topics import Topics
+
+    try:
+        s = load(ServiceSettings)
+        specs = Topics(s.topics).specs(a.kinds or ["face"])
+    except ConfigError as e:
+        die_on_config_error(e)
+    created = ensure_topics(s.kafka, specs)
+    for spec in specs:
+        state = "created" if spec.name in created else "exists"
+        print(f"{spec.name}\t{spec.partitions} partitions\t{state}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    commands: dict[str, tuple[str, str, str]] = dict(SERVICES)
+    commands["kafka"] = ("evi.cli", "kafka_main", "start/stop the local broker, create topics")
+    if not args or args[0] in ("-h", "--help") or args[0] not in commands:
+        width = max(map(len, commands))
+        lines = [f"  {name:<{width}}  {h}" for name, (_, _, h) in sorted(commands.items())]
+        print("usage: evi <command> [options]\n\ncommands:\n" + "\n".join(lines))
+        return 0 if args and args[0] in ("-h", "--help") else 2
+    module, func, _ = commands[args[0]]
+    entry: Callable[[list[str]], int] = getattr(importlib.import_module(module), func)
+    return entry(args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

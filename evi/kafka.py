@@ -1,0 +1,103 @@
+"""Kafka plumbing every service shares: topic creation, broker checks, consumer lag."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from evi.settings import KafkaSettings
+from evi.topics import TopicSpec
+
+
+def admin(kafka: KafkaSettings) -> AdminClient:
+    return AdminClient(kafka.client_config())
+
+
+def broker_answers(kafka: KafkaSettings, timeout: float = 2.0) -> bool:
+    try:
+        admin(kafka).list_topics(timeout=timeout)
+        return True
+    except KafkaException:
+        return False
+
+
+def wait_for_broker(kafka: KafkaSettings, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not broker_answers(kafka):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Kafka at {kafka.bootstrap_servers} did not answer in {timeout}s")
+        time.sleep(0.5)
+
+
+def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    client = admin(kafka)
+    existing = set(client.list_topics(timeout=timeout).topics)
+    missing = [s for s in specs if s.name not in existing]
+    if not missing:
+        return []
+    futures = client.create_topics(
+        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=s.config)
+         for s in missing],
+        operation_timeout=timeout,
+    )
+    created = []
+    for name, fut in futures.items():
+        try:
+            fut.result()
+            created.append(name)
+        except KafkaException as e:
+            if e.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+    return created
+
+
+def partitions_of(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> int:
+    md = admin(kafka).list_topics(topic, timeout=timeout)
+    t = md.topics.get(topic)
+    if t is None or t.error is not None:
+        raise KeyError(f"topic {topic!r} does not exist")
+    return len(t.partitions)
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    partition: int
+    committed: int  # -1 when the group has no commit for it
+    end: int
+    start: int
+
+    @property
+    def lag(self) -> int:
+        """Kafka's lag: end - committed; with no commit, what an `earliest` reset would see."""
+        base = self.committed if self.committed >= 0 else self.start
+        return max(0, self.end - base)
+
+
+def group_lag(
+    kafka: KafkaSettings, group: str, topic: str, timeout: float = 10.0
+) -> list[PartitionLag]:
+    """Committed offsets of `group` on `topic` against each partition's end offset."""
+    cfg: dict[str, Any] = kafka.client_config() | {
+        "group.id": group,
+        "enable.auto.commit": False,
+    }
+    c = Consumer(cfg)
+    try:
+        n = partitions_of(kafka, topic, timeout)
+        tps = [TopicPartition(topic, p) for p in range(n)]
+        committed = c.committed(tps, timeout=timeout)
+        out = []
+        for tp in committed:
+            low, high = c.get_watermark_offsets(
+                TopicPartition(topic, tp.partition), timeout=timeout, cached=False
+            )
+            out.append(PartitionLag(tp.partition, tp.offset if tp.offset >= 0 else -1, high, low))
+        return out
+    finally:
+        c.close()

@@ -1,0 +1,81 @@
+"""Topic and consumer-group names: built here and nowhere else."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from evi.errors import ConfigError
+from evi.settings import TopicSettings
+
+_KIND = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
+def check_kind(kind: str) -> str:
+    if not _KIND.match(kind):
+        raise ConfigError(f"kind {kind!r} is not valid: use lower-case letters, digits and '-'")
+    return kind
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Topics:
+    settings: TopicSettings
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.prefix
+
+    def frames(self, kind: str) -> str:
+        return f"{self.prefix}.frames.{check_kind(kind)}"
+
+    def results(self, kind: str) -> str:
+        return f"{self.prefix}.results.{check_kind(kind)}"
+
+    def dlq(self, kind: str) -> str:
+        return f"{self.prefix}.dlq.{check_kind(kind)}"
+
+    @property
+    def streams(self) -> str:
+        return f"{self.prefix}.streams"
+
+    def group(self, kind: str, model: str | None = None) -> str:
+        """Consumer group (= faust app id) of a kind's processors; a second model gets its own."""
+        base = f"{self.prefix}-processor-{check_kind(kind)}"
+        return f"{base}-{model}" if model else base
+
+    def kind_of_frames_topic(self, topic: str) -> str | None:
+        head = f"{self.prefix}.frames."
+        return topic[len(head) :] if topic.startswith(head) else None
+
+    def specs(self, kinds: list[str]) -> list[TopicSpec]:
+        s = self.settings
+        frames_cfg = {
+            "retention.ms": str(s.frames_retention_ms),
+            "retention.bytes": str(s.frames_retention_bytes),
+            "segment.ms": str(min(s.frames_retention_ms, 600_000)),
+            "max.message.bytes": str(s.max_message_bytes),
+            "message.timestamp.type": "CreateTime",
+        }
+        results_cfg = {
+            "retention.ms": str(s.results_retention_ms),
+            "max.message.bytes": str(s.max_message_bytes),
+        }
+        out = [
+            TopicSpec(
+                self.streams,
+                1,
+                {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "60000"},
+            )
+        ]
+        for kind in kinds:
+            out.append(TopicSpec(self.frames(kind), s.frame_partitions, frames_cfg))
+            out.append(TopicSpec(self.results(kind), s.frame_partitions, results_cfg))
+            out.append(TopicSpec(self.dlq(kind), 1, frames_cfg | {"retention.ms": "604800000"}))
+        return out

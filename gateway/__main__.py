@@ -1,0 +1,48 @@
+"""`evi gateway`: REST API, websockets and the dashboard on one port."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from evi.errors import ConfigError
+from evi.log import setup as setup_logging
+from evi.settings import die_on_config_error, load, override
+from gateway.settings import GatewaySettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="evi gateway", description=__doc__)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--kind", action="append", dest="kinds", help="kinds to serve (repeatable)")
+    p.add_argument("--bootstrap-servers")
+    p.add_argument("--topic-prefix")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--print-settings", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        base = load(GatewaySettings)
+        s = load(
+            GatewaySettings, host=a.host, port=a.port, kinds=a.kinds, log_level=a.log_level,
+            kafka=override(base.kafka, bootstrap_servers=a.bootstrap_servers),
+            topics=override(base.topics, prefix=a.topic_prefix),
+        )
+    except ConfigError as e:
+        die_on_config_error(e)
+    if a.print_settings:
+        print(s.printable())
+        return 0
+    setup_logging(s.log_level)
+    import uvicorn
+
+    from gateway.app import create_app
+
+    print(f"evi gateway: dashboard at http://{s.host}:{s.port}/", flush=True)
+    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level=s.log_level.lower(),
+                ws_max_size=1 << 20)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Shared request dependencies: the app's fan-out and settings, and the optional bearer token."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import HTTPException, Request, WebSocket
+
+from gateway.fanout import Fanout
+from gateway.settings import GatewaySettings
+
+
+def fanout(request: Request) -> Fanout:
+    f: Fanout = request.app.state.fanout
+    return f
+
+
+def settings(request: Request) -> GatewaySettings:
+    s: GatewaySettings = request.app.state.settings
+    return s
+
+
+def _token_ok(expected: str, given: str | None) -> bool:
+    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+def require_token(request: Request) -> None:
+    token = request.app.state.settings.auth_token
+    if token is None:
+        return
+    header = request.headers.get("authorization", "")
+    given = header[7:] if header.lower().startswith("bearer ") else None
+    if not _token_ok(token.get_secret_value(), given):
+        raise HTTPException(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+
+
+def websocket_token_ok(ws: WebSocket) -> bool:
+    token = ws.app.state.settings.auth_token
+    if token is None:
+        return True
+    header = ws.headers.get("authorization", "")
+    given = header[7:] if header.lower().startswith("bearer ") else ws.query_params.get("token")
+    return _token_ok(token.get_secret_value(), given)

@@ -1,0 +1,122 @@
+"""Wire format: round trips and every way a record can be wrong."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evi.errors import BadFrame
+from evi.wire import (
+    FRAME_HEADERS,
+    BadResult,
+    Detection,
+    FrameMeta,
+    Result,
+    StreamInfo,
+    dead_letter_headers,
+    decode_result,
+    decode_stream_info,
+    encode_result,
+    encode_stream_info,
+    frame_headers,
+    parse_frame,
+)
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 100 + b"\xff\xd9"
+META = FrameMeta(stream="cam-1", seq=812, ts_ms=1_764_070_000_123, width=640, height=480,
+                 producer="host-42")
+
+
+def headers_without(name: str) -> list[tuple[str, bytes]]:
+    return [(k, v) for k, v in frame_headers(META) if k != name]
+
+
+def test_frame_round_trip_keeps_every_field() -> None:
+    headers = frame_headers(META)
+    assert [k for k, _ in headers] == list(FRAME_HEADERS)
+    assert parse_frame(b"cam-1", JPEG, headers) == META
+
+
+def test_headers_are_readable_text() -> None:
+    h = dict(frame_headers(META))
+    assert h["evi-seq"] == b"812" and h["evi-ts"] == b"1764070000123"
+
+
+def test_headers_may_come_as_mapping_or_str() -> None:
+    as_map = {k: v.decode() for k, v in frame_headers(META)}
+    assert parse_frame(None, JPEG, as_map) == META
+
+
+@pytest.mark.parametrize("name", FRAME_HEADERS[:5] + ("evi-schema",))
+def test_missing_header_names_it(name: str) -> None:
+    with pytest.raises(BadFrame) as e:
+        parse_frame(b"cam-1", JPEG, headers_without(name))
+    assert e.value.reason in {"missing-header", "bad-header"}
+    assert name in str(e.value) or "stream" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "headers", "reason"),
+    [
+        (JPEG, [*headers_without("evi-schema"), ("evi-schema", b"2")], "bad-schema"),
+        (JPEG, [*headers_without("evi-seq"), ("evi-seq", b"x1")], "bad-header"),
+        (JPEG, [*headers_without("content-type"), ("content-type", b"image/png")],
+         "bad-content-type"),
+        (b"", frame_headers(META), "empty"),
+        (None, frame_headers(META), "empty"),
+        (b"\x89PNG\r\n", frame_headers(META), "not-jpeg"),
+        (JPEG, [*headers_without("evi-width"), ("evi-width", b"0")], "bad-header"),
+        (JPEG, [*headers_without("evi-stream"), ("evi-stream", b"bad id!")], "bad-header"),
+    ],
+)
+def test_bad_frames_have_a_reason(value: bytes | None, headers: list[tuple[str, bytes]],
+                                  reason: str) -> None:
+    with pytest.raises(BadFrame) as e:
+        parse_frame(None, value, headers)
+    assert e.value.reason == reason
+
+
+def test_key_must_match_stream() -> None:
+    with pytest.raises(BadFrame) as e:
+        parse_frame(b"other", JPEG, frame_headers(META))
+    assert e.value.reason == "bad-key"
+
+
+def test_oversized_frame() -> None:
+    with pytest.raises(BadFrame) as e:
+        parse_frame(b"cam-1", JPEG, frame_headers(META), max_bytes=50)
+    assert e.value.reason == "too-large" and "50" in str(e.value)
+
+
+def test_result_round_trip() -> None:
+    r = Result(stream="cam-1", seq=7, ts_ms=1000, processed_ms=1040, kind="face",
+               model="blazeface-short", detections=[Detection("face", 0.97, 0.1, 0.2, 0.3, 0.4)],
+               infer_ms=1.25, width=640, height=480)
+    doc = json.loads(encode_result(r))
+    assert doc["detections"] == [{"label": "face", "score": 0.97, "box": [0.1, 0.2, 0.3, 0.4]}]
+    assert decode_result(encode_result(r)) == r
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"not json", b"[1,2]", b'{"schema":2}', b'{"schema":1,"stream":"a"}',
+     b'{"schema":1,"stream":"a","seq":1,"ts_ms":1,"processed_ms":1,"kind":"f","model":"m",'
+     b'"detections":[{"label":"x","score":1,"box":[1,2]}]}'],
+)
+def test_bad_results_are_rejected(value: bytes) -> None:
+    with pytest.raises(BadResult):
+        decode_result(value)
+
+
+def test_stream_info_round_trip() -> None:
+    info = StreamInfo("cam-1", "rtsp://127.0.0.1/x", ["face", "person"], 15.0, 640, 480, "live")
+    assert decode_stream_info(encode_stream_info(info)) == info
+
+
+def test_dead_letter_headers_keep_origin_and_reason() -> None:
+    h = dict(dead_letter_headers("not-jpeg", "no SOI", "evi.frames.face", 3, 9912,
+                                 frame_headers(META)))
+    assert h["evi-dlq-reason"] == b"not-jpeg"
+    assert h["evi-dlq-origin"] == b"evi.frames.face[3]@9912"
+    assert h["evi-seq"] == b"812"
