@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import faust
 from faust.types import EventT
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from evi.errors import BadFrame
 from evi.topics import Topics
@@ -29,6 +30,14 @@ from processors.settings import ProcessorSettings
 log = logging.getLogger("evi.processor")
 
 
+def pick_port(bind: str) -> int:
+    """A free port for `web_port: 0` (faust itself refuses 0): several workers on one host."""
+    with socket.socket() as sock:
+        sock.bind((bind, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def faust_config(s: ProcessorSettings, group: str) -> dict[str, Any]:
     """Every faust setting we choose on purpose, in one place."""
     max_bytes = s.topics.max_message_bytes
@@ -38,7 +47,7 @@ def faust_config(s: ProcessorSettings, group: str) -> dict[str, Any]:
         "key_serializer": "raw",
         "value_serializer": "raw",
         "web_enabled": True,
-        "web_port": s.web_port,
+        "web_port": s.web_port or pick_port(s.web_bind),
         "web_bind": s.web_bind,
         "datadir": str(s.cache_dir / "faust" / group),
         "topic_disable_leader": True,  # no extra `__assignor-__leader` topic per app
@@ -122,6 +131,7 @@ class FrameHandler:
 def create_app(s: ProcessorSettings, pipeline: FramePipeline) -> faust.App:
     topics = Topics(s.topics)
     group = topics.group(s.kind, s.model)
+    (s.cache_dir / "faust").mkdir(parents=True, exist_ok=True)  # faust mkdirs only the leaf
     app = faust.App(**faust_config(s, group))
     frames = app.topic(topics.frames(s.kind), key_type=bytes, value_type=bytes)
     handler = FrameHandler(s, pipeline, app)
@@ -139,7 +149,8 @@ def create_app(s: ProcessorSettings, pipeline: FramePipeline) -> faust.App:
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway.
+        return web.bytes(generate_latest(), content_type="text/plain; version=0.0.4")
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

@@ -1,0 +1,161 @@
+"""OpenVINO, and nothing else: read a model, let a callable declare its preprocessing, compile it
+once, and run it through an AsyncInferQueue from asyncio without blocking the event loop.
+
+Every model format goes the same way: TFLite, ONNX, and Open Model Zoo IR (`.xml` beside its
+`.bin`) all load with `Core.read_model`. This module knows no adapter; it hands out outputs by
+tensor name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import openvino as ov
+import openvino.properties as props
+import openvino.properties.hint as hints
+from openvino.preprocess import PrePostProcessor
+
+from evi.errors import ConfigError
+
+Outputs = dict[str, npt.NDArray[Any]]
+Configure = Callable[[PrePostProcessor, ov.Model], None]
+
+_HINTS = {
+    "THROUGHPUT": hints.PerformanceMode.THROUGHPUT,
+    "LATENCY": hints.PerformanceMode.LATENCY,
+}
+
+
+class Runtime:
+    """One compiled model and its request queue; `infer` may be awaited from many tasks at once."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        device: str = "CPU",
+        hint: Literal["THROUGHPUT", "LATENCY"] = "THROUGHPUT",
+        num_requests: int = 0,
+        threads: int = 0,
+        cache_dir: Path | None = None,
+        configure: Configure | None = None,
+    ) -> None:
+        if not model_path.is_file():
+            raise ConfigError(f"model file {model_path} does not exist")
+        core = ov.Core()
+        try:
+            model = core.read_model(str(model_path))
+        except RuntimeError as e:
+            raise ConfigError(f"OpenVINO cannot read {model_path}: {_gist(e)}") from None
+        if configure is not None:
+            ppp = PrePostProcessor(model)
+            configure(ppp, model)
+            model = ppp.build()
+
+        config: dict[str, Any] = {hints.performance_mode(): _HINTS[hint]}
+        if num_requests:
+            config[hints.num_requests()] = num_requests
+        if threads:
+            config[props.inference_num_threads()] = threads
+        if cache_dir is not None:
+            ov_cache = cache_dir / "ov-cache"
+            ov_cache.mkdir(parents=True, exist_ok=True)
+            config[props.cache_dir()] = str(ov_cache)
+        try:
+            self.compiled = core.compile_model(model, device, config)
+        except RuntimeError as e:
+            raise ConfigError(
+                f"OpenVINO cannot compile {model_path} on {device}: {_gist(e)}"
+            ) from None
+
+        self.model_path = model_path
+        self.device = device
+        self.num_requests = num_requests or int(
+            self.compiled.get_property(props.optimal_number_of_infer_requests())
+        )
+        self.output_names = [out.get_any_name() for out in self.compiled.outputs]
+        self._queue = ov.AsyncInferQueue(self.compiled, self.num_requests)
+        self._queue.set_callback(self._done)
+        # Free requests, counted on the loop that uses us (made there on first use).
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self._sync_request = self.compiled.create_infer_request()
+        self._sync_lock = threading.Lock()
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.compiled.input().get_shape())
+
+    def _outputs(self, request: ov.InferRequest) -> Outputs:
+        # Copy: the request's tensors are reused by its next inference.
+        return {
+            name: np.array(request.get_output_tensor(i).data, copy=True)
+            for i, name in enumerate(self.output_names)
+        }
+
+    def _done(self, request: ov.InferRequest, userdata: Any) -> None:
+        """AsyncInferQueue callback, on an OpenVINO thread: hand the outputs to the loop."""
+        loop, future, slots, _tensor = userdata  # _tensor was shared, not copied: kept till now
+        try:
+            outputs: Outputs | RuntimeError = self._outputs(request)
+        except RuntimeError as e:  # a failed inference surfaces when its tensors are read
+            outputs = e
+        if loop.is_closed():  # the caller's loop is gone, and with it anyone to tell
+            return
+        loop.call_soon_threadsafe(_settle, future, slots, outputs)
+
+    async def infer(self, tensor: npt.NDArray[Any]) -> Outputs:
+        """Run one input tensor; outputs by name.
+
+        At most `num_requests` run at once; other callers wait here, on the loop, so
+        `start_async` (which blocks while no request is idle) finds one idle. A slot is freed
+        when its inference ends, not when its caller stops waiting (cancellation).
+        """
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(self.num_requests))
+        slots = self._slots[1]
+        await slots.acquire()
+        future: asyncio.Future[Outputs] = loop.create_future()
+        try:
+            # The queue marks a request idle just after its callback returns, so this can wait
+            # out the tail of a callback (microseconds), never an inference.
+            self._queue.start_async(tensor, (loop, future, slots, tensor), share_inputs=True)
+        except BaseException:
+            slots.release()
+            raise
+        return await future
+
+    def infer_sync(self, tensor: npt.NDArray[Any]) -> Outputs:
+        """Blocking inference on a dedicated request, for benchmarks and tests."""
+        with self._sync_lock:
+            self._sync_request.infer(tensor, share_inputs=True)
+            return self._outputs(self._sync_request)
+
+    def close(self) -> None:
+        """Wait for requests in flight (their callbacks settle futures of a loop that may be
+        closing; call_soon_threadsafe on a closed loop raises, so close before the loop ends)."""
+        self._queue.wait_all()
+
+
+def _settle(
+    future: asyncio.Future[Outputs], slots: asyncio.Semaphore, outputs: Outputs | RuntimeError
+) -> None:
+    slots.release()
+    if future.cancelled():
+        return
+    if isinstance(outputs, RuntimeError):
+        future.set_exception(outputs)
+    else:
+        future.set_result(outputs)
+
+
+def _gist(e: BaseException) -> str:
+    """OpenVINO errors open with a stack of source locations; the cause is the last line."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(e).__name__

