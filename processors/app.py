@@ -98,7 +98,8 @@ class FrameHandler:
                 metrics.DROPPED.labels(self.kind, self.model, "stale").inc()
                 continue
             # Start every frame of the batch now; they overlap in the executor and infer queue.
-            job = asyncio.ensure_future(self.pipeline.run(meta, msg.value))
+            jpeg = msg.value or b""  # parse_frame rejected empty values already
+            job = asyncio.ensure_future(self.pipeline.run(meta, jpeg))
             jobs.append((event, meta, job))
         for event, meta, job in jobs:
             try:
