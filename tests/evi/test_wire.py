@@ -48,7 +48,7 @@ def test_headers_may_come_as_mapping_or_str() -> None:
     assert parse_frame(None, JPEG, as_map) == META
 
 
-@pytest.mark.parametrize("name", FRAME_HEADERS[:5] + ("evi-schema",))
+@pytest.mark.parametrize("name", (*FRAME_HEADERS[:5], "evi-schema"))
 def test_missing_header_names_it(name: str) -> None:
     with pytest.raises(BadFrame) as e:
         parse_frame(b"cam-1", JPEG, headers_without(name))
