@@ -1,0 +1,154 @@
+"""`evi produce`: publish video sources as JPEG frames to Kafka.
+
+    evi produce --source sample: --count 100
+    evi produce --source videos/lobby.mp4 --loop --kind face --kind person --fps 10
+    evi produce --source rtsp://cam1/stream --stream cam1 --source 0 --stream desk
+    evi produce --config streams.yaml --metrics-port 9101
+
+Each --source is one stream; --stream ids pair with --source flags in order. The other stream
+flags apply to every stream, also to those from --config (flags > config file > env > defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import cv2
+
+from evi import log as evi_log
+from evi.errors import ConfigError
+from evi.metrics import serve
+from evi.settings import die_on_config_error, load
+from producers.config import build_streams, read_file
+from producers.metrics import ProducerMetrics
+from producers.runner import run
+from producers.settings import ProducerSettings
+from producers.sources.url import redact
+
+STREAM_FLAGS = ("kinds", "fps", "loop", "count", "width", "height", "quality", "start",
+                "duration")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="evi produce", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", action="append", default=[],
+                    help="sample: | video file | camera index or /dev/videoN | rtsp/http URL | "
+                         "image folder or glob (repeat for more streams)")
+    ap.add_argument("--stream", action="append", default=[],
+                    help="stream id for the matching --source (default: from the source name)")
+    ap.add_argument("--config", type=Path, help="streams file (.yaml/.yml/.toml)")
+    ap.add_argument("--kind", dest="kinds", action="append",
+                    help="inference kind to feed (repeatable; default face)")
+    ap.add_argument("--fps", type=float, help="frame-rate cap; 0 = as fast as possible "
+                                              "(default: the source's own rate)")
+    ap.add_argument("--loop", action="store_true", default=None, help="replay recorded sources")
+    ap.add_argument("--count", type=int, help="stop each stream after N frames")
+    ap.add_argument("--width", type=int, help="resize before encoding (keeps aspect if alone)")
+    ap.add_argument("--height", type=int)
+    ap.add_argument("--quality", type=int, help="JPEG quality 1-100 (default 80)")
+    ap.add_argument("--start", type=float, help="seconds to skip into a video file")
+    ap.add_argument("--duration", type=float, help="seconds of a video file to send")
+    ap.add_argument("--bootstrap-servers")
+    ap.add_argument("--topic-prefix")
+    ap.add_argument("--metrics-port", type=int, help="serve /metrics on this port (0 = off)")
+    ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    ap.add_argument("--print-settings", action="store_true",
+                    help="print the effective settings (secrets masked) and exit")
+    return ap
+
+
+def settings_from_args(args: argparse.Namespace) -> tuple[ProducerSettings, list[str]]:
+    """Settings from flags > config file > env > defaults, and per-stream error lines."""
+    if len(args.stream) > len(args.source):
+        raise ConfigError("--stream given without a matching --source: pair them in order")
+    overrides = {k: getattr(args, k) for k in STREAM_FLAGS if getattr(args, k) is not None}
+    streams: list[Any] = []
+    errors: list[str] = []
+    if args.config:
+        doc = read_file(args.config)
+        good, errors = build_streams(doc["streams"], doc["defaults"], overrides,
+                                     f"in {args.config}")
+        if not good:
+            raise ConfigError("; ".join(errors))
+        streams += good
+    cli = [{"source": s} | ({"id": args.stream[i]} if i < len(args.stream) else {})
+           for i, s in enumerate(args.source)]
+    if cli:
+        good, cli_errors = build_streams(cli, {}, overrides, "on the command line")
+        if cli_errors:
+            raise ConfigError("; ".join(cli_errors))
+        streams += good
+    flags: dict[str, Any] = {
+        "streams": [s.model_dump() for s in streams] if streams else None,
+        "metrics_port": args.metrics_port,
+        "log_level": args.log_level,
+    }
+    if args.bootstrap_servers:
+        flags["kafka"] = {"bootstrap_servers": args.bootstrap_servers}
+    if args.topic_prefix:
+        flags["topics"] = {"prefix": args.topic_prefix}
+    return load(ProducerSettings, **flags), errors
+
+
+def printable(settings: ProducerSettings) -> str:
+    doc = json.loads(settings.printable())
+    for s in doc["streams"]:
+        s["source"] = redact(s["source"])
+    return json.dumps(doc, indent=2)
+
+
+def _install_signals(stop: threading.Event) -> None:
+    """First SIGINT/SIGTERM: stop capture, flush, mark streams ended. Second: exit now."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            print("evi produce: forced exit", file=sys.stderr)
+            os._exit(130)
+        logging.getLogger("evi.producer").info("%s: flushing and stopping",
+                                               signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings, stream_errors = settings_from_args(args)
+    except ConfigError as e:
+        die_on_config_error(e)
+        return 2  # unreachable: die_on_config_error exits
+    if args.print_settings:
+        print(printable(settings))
+        return 0
+    for line in stream_errors:
+        print(f"evi: bad config: {line}", file=sys.stderr)
+    if not settings.streams:
+        print("evi: bad config: no streams: give --source, --config or EVI_STREAMS",
+              file=sys.stderr)
+        return 2
+    evi_log.setup(settings.log_level)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # we log failures ourselves
+    stop = stop or threading.Event()
+    _install_signals(stop)
+    metrics = ProducerMetrics()
+    serve(settings.metrics_port, registry=metrics.registry)
+    code = run(settings, stop, metrics)
+    return 1 if stream_errors else code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""One thread per stream: read the source, pace it, encode once, hand frames to the publisher.
+
+A failing source is reopened with capped exponential backoff and jitter; live sources that end
+are treated as failures, recorded sources end (or loop). Status changes go to the registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from enum import Enum
+
+from evi.topics import Topics
+from evi.wire import FrameMeta, StreamInfo, frame_headers
+from producers import metrics as m
+from producers.encode import Encoder
+from producers.metrics import ProducerMetrics
+from producers.pacing import Backoff, Clock, RateGate
+from producers.publisher import Pending, Publisher
+from producers.registry import ENDED, ERROR, LIVE, RECONNECTING, Registry
+from producers.settings import ProducerSettings, StreamConfig
+from producers.sources import Source, SourceError, make_source
+from producers.sources.url import redact
+
+log = logging.getLogger("evi.producer.capture")
+
+DEFAULT_FPS = 25.0  # a recorded source that does not say its frame rate
+
+
+class Outcome(Enum):
+    ENDED = "ended"  # the source has no more frames
+    COUNT = "count"  # --count frames were sent
+    STOPPED = "stopped"  # shutdown was asked
+    FAILED = "failed"  # the source broke mid-stream
+
+
+def make_stream_source(cfg: StreamConfig, open_timeout_s: float) -> Source:
+    return make_source(cfg.source, cfg.start, cfg.duration, cfg.width, cfg.height,
+                       open_timeout_s)
+
+
+class StreamWorker(threading.Thread):
+    def __init__(
+        self,
+        cfg: StreamConfig,
+        settings: ProducerSettings,
+        publisher: Publisher,
+        registry: Registry,
+        metrics: ProducerMetrics,
+        stop: threading.Event,
+        source_factory: Callable[[StreamConfig, float], Source] = make_stream_source,
+    ) -> None:
+        super().__init__(name=f"evi-capture-{cfg.id}", daemon=True)
+        self.cfg = cfg
+        self.settings = settings
+        self.publisher = publisher
+        self.registry = registry
+        self.metrics = metrics
+        self.stop = stop
+        self.source_factory = source_factory
+        topics = Topics(settings.topics)
+        self.targets = tuple((k, topics.frames(k)) for k in cfg.kinds)
+        self.encoder = Encoder(cfg.quality, cfg.width, cfg.height, settings.publisher.encoder)
+        self.seq = 0
+        self.error = ""  # set when the stream ended in error
+        self.info = StreamInfo(
+            stream=cfg.id, source=redact(cfg.source), kinds=list(cfg.kinds),
+            fps=cfg.fps or 0.0, width=0, height=0, status=LIVE,
+        )
+        publisher.add_stream(cfg.id)
+
+    def _status(self, status: str, message: str = "", **changes: object) -> None:
+        if status == self.info.status and message == self.info.message and not changes:
+            return
+        self.info = self.registry.update(self.info, status=status, message=message, **changes)
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception as e:  # a bug in one stream must not take the others down
+            log.exception("stream=%s capture crashed", self.cfg.id)
+            self.error = f"capture crashed: {e!r}"
+            self._status(ERROR, self.error)
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        log.error("stream=%s %s", self.cfg.id, message)
+        self._status(ERROR, message)
+
+    def _run(self) -> None:
+        rc = self.settings.reconnect
+        backoff = Backoff(rc.base_s, rc.cap_s)
+        try:
+            source = self.source_factory(self.cfg, rc.open_timeout_s)
+        except SourceError as e:
+            self._fail(str(e))
+            return
+        while not self.stop.is_set():
+            try:
+                source.open()
+                outcome, problem = self._pump(source)
+            except SourceError as e:
+                if e.permanent:
+                    self._fail(str(e))
+                    return
+                outcome, problem = Outcome.FAILED, str(e)
+            finally:
+                source.close()
+            if outcome in (Outcome.COUNT, Outcome.STOPPED):
+                break
+            if outcome is Outcome.ENDED and not source.live:
+                if self.cfg.loop:
+                    continue
+                break
+            if outcome is Outcome.ENDED:
+                problem = f"{redact(self.cfg.source)} stopped sending frames"
+            if self.seq > 0 and self.info.status == LIVE:
+                backoff.reset()
+            if rc.max_attempts and backoff.attempts >= rc.max_attempts:
+                self._fail(f"{problem}; gave up after {backoff.attempts} reconnects")
+                return
+            delay = backoff.next_delay()
+            log.warning("stream=%s %s; reconnecting in %.1fs", self.cfg.id, problem, delay)
+            self._status(RECONNECTING, problem)
+            self.metrics.reconnects.labels(self.cfg.id).inc()
+            if self.stop.wait(delay):
+                break
+        self._status(ENDED, "")
+
+    def _fps(self, source: Source) -> float:
+        """The rate the registry shows: the cap, or the source's own rate when lower."""
+        native, cap = source.native_fps or 0.0, self.cfg.fps or 0.0
+        if cap and native and not source.live:
+            return min(cap, native)
+        return cap or native
+
+    def _pump(self, source: Source) -> tuple[Outcome, str]:
+        """Send frames until the source ends, fails, the count is reached or stop is set."""
+        cfg, stop = self.cfg, self.stop
+        clock = None
+        if not source.live:
+            clock = Clock(0.0 if cfg.fps == 0 else source.native_fps or DEFAULT_FPS,
+                          time.monotonic())
+        gate = RateGate(cfg.fps or 0.0)
+        unpaced = clock is not None and clock.period == 0.0  # recorded, as fast as possible
+        captured = self.metrics.captured.labels(cfg.id)
+        fps_gauge = self.metrics.capture_fps.labels(cfg.id)
+        encode_hist = self.metrics.encode_seconds.labels(cfg.id)
+        dropped_fps = self.metrics.dropped.labels(cfg.id, m.FPS)
+        window_start, window_n = time.monotonic(), 0
+        while not stop.is_set():
+            if cfg.count is not None and self.seq >= cfg.count:
+                return Outcome.COUNT, ""
+            if clock is not None and stop.wait(clock.delay(time.monotonic())):
+                break
+            frame = source.read()
+            if frame is None:
+                return Outcome.ENDED, ""
+            now = time.monotonic()
+            ts_ms = time.time_ns() // 1_000_000
+            captured.inc()
+            window_n += 1
+            if now - window_start >= 1.0:
+                fps_gauge.set(window_n / (now - window_start))
+                window_start, window_n = now, 0
+            if not gate.admit(clock.tick() if clock is not None else now):
+                dropped_fps.inc()
+                continue
+            out = self.encoder.resize(frame)
+            jpeg = self.encoder.encode(out)
+            encode_hist.observe(time.monotonic() - now)
+            h, w = out.shape[:2]
+            if self.info.status != LIVE or (w, h) != (self.info.width, self.info.height):
+                self._status(LIVE, "", width=w, height=h, fps=self._fps(source))
+            meta = FrameMeta(cfg.id, self.seq, ts_ms, w, h, self.settings.producer_id)
+            self.publisher.submit(
+                Pending(cfg.id, self.seq, jpeg, frame_headers(meta), self.targets, now),
+                wait=unpaced,
+            )
+            self.seq += 1
+        return Outcome.STOPPED, ""

@@ -1,0 +1,115 @@
+"""Run a producer process: topics, registry, one capture thread per stream, bounded shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer
+
+from evi.kafka import ensure_topics
+from evi.topics import Topics
+from producers.burst import RepeatFilter
+from producers.capture import StreamWorker, make_stream_source
+from producers.metrics import ProducerMetrics
+from producers.publisher import Publisher, producer_config
+from producers.registry import Registry, registry_config
+from producers.settings import ProducerSettings, StreamConfig
+from producers.sources import Source
+
+log = logging.getLogger("evi.producer")
+
+TOPICS_TIMEOUT_S = 3.0
+
+
+def _ensure_topics(settings: ProducerSettings, stop: threading.Event) -> None:
+    """Create missing topics; when the broker does not answer, keep trying in the background."""
+    specs = Topics(settings.topics).specs(settings.kinds())
+
+    def attempt() -> bool:
+        try:
+            ensure_topics(settings.kafka, specs, timeout=TOPICS_TIMEOUT_S)
+            return True
+        except KafkaException as e:
+            log.warning("Kafka at %s does not answer (%s): frames are dropped oldest-first "
+                        "until it does", settings.kafka.bootstrap_servers, e.args[0].str())
+            return False
+
+    def retry() -> None:
+        for _ in range(100_000):
+            if stop.wait(TOPICS_TIMEOUT_S) or attempt():
+                return
+
+    if not attempt():
+        threading.Thread(target=retry, name="evi-topics", daemon=True).start()
+
+
+def kafka_logger() -> logging.Logger:
+    """librdkafka's log, through Python logging, each repeating line once per 30 s."""
+    logger = logging.getLogger("evi.producer.kafka")
+    if not any(isinstance(f, RepeatFilter) for f in logger.filters):
+        logger.addFilter(RepeatFilter(30.0))
+    return logger
+
+
+def run(
+    settings: ProducerSettings,
+    stop: threading.Event,
+    metrics: ProducerMetrics | None = None,
+    producer_factory: Callable[[dict[str, Any]], Any] = Producer,
+    source_factory: Callable[[StreamConfig, float], Source] = make_stream_source,
+) -> int:
+    """Produce until every stream ends or `stop` is set; 0 iff every frame was delivered."""
+    metrics = metrics or ProducerMetrics()
+    topics = Topics(settings.topics)
+    _ensure_topics(settings, stop)
+    pid = settings.producer_id
+    kafka_log = {"logger": kafka_logger()}
+    publisher = Publisher(
+        producer_config(settings.kafka, settings.publisher, settings.topics.max_message_bytes,
+                        pid) | kafka_log,
+        settings.publisher, settings.topics.max_message_bytes, metrics, producer_factory,
+    )
+    registry = Registry(registry_config(settings.kafka.client_config(), pid) | kafka_log,
+                        topics.streams, pid, producer_factory)
+    workers = [
+        StreamWorker(cfg, settings, publisher, registry, metrics, stop, source_factory)
+        for cfg in settings.streams
+    ]
+    publisher.start()
+    for w in workers:
+        w.start()
+    log.info("producing %d stream(s) as %s to %s", len(workers), pid,
+             settings.kafka.bootstrap_servers)
+    while any(w.is_alive() for w in workers) and not stop.wait(0.1):
+        pass
+    stop.set()
+    deadline = time.monotonic() + settings.reconnect.open_timeout_s + 1.0
+    for w in workers:
+        w.join(max(0.1, deadline - time.monotonic()))
+        if w.is_alive():
+            log.warning("stream=%s source did not stop in time; abandoning it", w.cfg.id)
+    publisher.close(settings.publisher.flush_timeout_s)
+    registry.close(max(1.0, settings.publisher.flush_timeout_s))
+    return summarize(workers, publisher)
+
+
+def summarize(workers: list[StreamWorker], publisher: Publisher) -> int:
+    failed = 0
+    for w in workers:
+        st = publisher.stats(w.cfg.id)
+        drops = ", ".join(f"{k}={v}" for k, v in sorted(st.dropped.items()))
+        if w.error:
+            failed += 1
+            log.error("stream=%s ended in error: %s", w.cfg.id, w.error)
+        elif not st.complete:
+            failed += 1
+            log.error("stream=%s delivered %d of %d frame records (%d frames); dropped: %s",
+                      w.cfg.id, st.acked, st.records, st.frames, drops or "none")
+        else:
+            log.info("stream=%s delivered %d frame records (%d frames)", w.cfg.id, st.acked,
+                     st.frames)
+    return 1 if failed else 0
