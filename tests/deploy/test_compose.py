@@ -1,0 +1,276 @@
+"""docker-compose.yml against the Compose Specification's JSON schema and against the code.
+
+Schema: tests/deploy/schemas/compose-spec.json, the compose-spec schema as shipped in the npm
+package dclint 3.1.0 (schemas/compose.schema.json; see tests/deploy/schemas/README.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import jsonschema
+import pytest
+import yaml
+
+from evi.settings import TopicSettings
+from gateway.settings import GatewaySettings
+from processors.settings import ProcessorSettings
+from tests.deploy.support import (
+    REPO,
+    Obj,
+    compose_command,
+    compose_env,
+    effective_settings,
+    image_env,
+    topics_created,
+)
+
+SCHEMA = Path(__file__).parent / "schemas" / "compose-spec.json"
+SCHEMA_SHA256 = "46b7d35f19dd93a05f8fea530291bf84d881c1791ec167ecf0e6fb94e639d496"
+EVI_SERVICES = ("topics", "producer", "processor-face", "gateway")
+# Properties that differ on purpose between the dev broker (kafka.sh) and the container.
+PER_HOST = {"listeners", "advertised.listeners", "listener.security.protocol.map",
+            "controller.quorum.voters", "log.dirs",
+            "num.network.threads", "num.io.threads", "log.retention.hours",
+            "log.retention.check.interval.ms", "log.segment.bytes",
+            "num.recovery.threads.per.data.dir", "socket.send.buffer.bytes",
+            "socket.receive.buffer.bytes"}
+
+
+def kafka_properties(service: Obj) -> dict[str, str]:
+    """The apache/kafka image's env -> server.properties mapping: KAFKA_A_B -> a.b
+    (`__` -> `_`, `___` -> `-`), minus the variables its scripts use themselves."""
+    out = {}
+    for key, value in compose_env(service).items():
+        if not key.startswith("KAFKA_") or key in ("KAFKA_HEAP_OPTS", "KAFKA_OPTS"):
+            continue
+        name = key[len("KAFKA_"):].lower()
+        name = name.replace("___", "-").replace("__", "\0").replace("_", ".").replace("\0", "_")
+        out[name] = value
+    return out
+
+
+def server_properties() -> dict[str, str]:
+    out = {}
+    for line in (REPO / "deploy" / "kafka" / "server.properties").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def pom_kafka_version() -> str:
+    root = ET.parse(REPO / "deploy" / "kafka" / "pom.xml").getroot()
+    ns = {"m": root.tag.split("}")[0].strip("{")}
+    version = root.find("m:properties/m:kafka.version", ns)
+    assert version is not None and version.text
+    return version.text
+
+
+def settings_of(compose: Obj, name: str) -> Obj:
+    service = compose["services"][name]
+    return effective_settings(compose_command(service), image_env() | compose_env(service))
+
+
+def health_url(service: Obj) -> str:
+    test = service["healthcheck"]["test"]
+    (url,) = re.findall(r"http://[^'\" ]+", " ".join(test))
+    return str(url)
+
+
+def test_schema_is_the_vendored_one() -> None:
+    assert hashlib.sha256(SCHEMA.read_bytes()).hexdigest() == SCHEMA_SHA256
+
+
+def test_compose_file_matches_the_compose_spec(compose: Obj) -> None:
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.Draft7Validator(schema).validate(compose)
+
+
+def test_schema_rejects_a_typo(compose: Obj) -> None:
+    schema = json.loads(SCHEMA.read_text())
+    bad = json.loads(json.dumps(compose))
+    bad["services"]["gateway"]["depends_on"]["topics"]["condition"] = "service_complete"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema).validate(bad)
+    bad = json.loads(json.dumps(compose))
+    bad["services"]["gateway"]["helthcheck"] = {}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema).validate(bad)
+
+
+def test_kafka_is_the_official_image_of_our_release(compose: Obj) -> None:
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"] == f"apache/kafka:{pom_kafka_version()}"
+    cluster_id = compose_env(kafka)["CLUSTER_ID"]
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+def test_kafka_config_matches_deploy_kafka(compose: Obj) -> None:
+    ours = kafka_properties(compose["services"]["kafka"])
+    theirs = server_properties()
+    shared = (set(ours) & set(theirs)) - PER_HOST
+    assert {"message.max.bytes", "replica.fetch.max.bytes", "auto.create.topics.enable",
+            "offsets.topic.num.partitions", "group.initial.rebalance.delay.ms"} <= shared
+    assert {k: ours[k] for k in shared} == {k: theirs[k] for k in shared}
+    assert int(ours["message.max.bytes"]) == 10 << 20
+    assert int(ours["message.max.bytes"]) >= TopicSettings().max_message_bytes
+
+
+def test_kafka_is_reachable_from_the_other_containers(compose: Obj) -> None:
+    props = kafka_properties(compose["services"]["kafka"])
+    advertised = dict(item.split("://") for item in props["advertised.listeners"].split(","))
+    protocols = dict(item.split(":") for item in props["listener.security.protocol.map"].split(","))
+    listeners = dict(item.split("://") for item in props["listeners"].split(","))
+    assert set(advertised) <= set(listeners) and set(listeners) <= set(protocols)
+    internal = advertised[props["inter.broker.listener.name"]]
+    assert internal.split(":")[0] == "kafka"  # the service name
+    assert props["controller.quorum.voters"] == f"1@kafka:{listeners['CONTROLLER'].split(':')[-1]}"
+    for name in EVI_SERVICES:
+        env = compose_env(compose["services"][name])
+        assert env["EVI_KAFKA__BOOTSTRAP_SERVERS"] == internal, name
+    health = " ".join(compose["services"]["kafka"]["healthcheck"]["test"])
+    assert internal in health
+
+
+def test_start_up_order_has_no_races(compose: Obj) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        for dep, rule in service.get("depends_on", {}).items():
+            condition = rule["condition"]
+            assert condition in ("service_healthy", "service_completed_successfully",
+                                 "service_started"), (name, dep)
+            if condition == "service_healthy":
+                assert "healthcheck" in services[dep], (name, dep)
+            if condition == "service_completed_successfully":
+                assert services[dep]["restart"] == "no", dep
+            if dep not in ("prometheus", "gateway"):
+                assert condition != "service_started", f"{name} would race {dep}"
+    assert services["topics"]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    for name in ("producer", "processor-face", "gateway"):
+        assert services[name]["depends_on"] == {
+            "topics": {"condition": "service_completed_successfully"}}
+
+
+def test_processor_face_can_scale(compose: Obj) -> None:
+    face = compose["services"]["processor-face"]
+    assert "container_name" not in face and "ports" not in face and "hostname" not in face
+    assert compose_command(face) == ["process", "--kind", "face"]
+
+
+def test_services_listen_where_compose_looks(compose: Obj) -> None:
+    services = compose["services"]
+    processor = settings_of(compose, "processor-face")
+    assert processor["kind"] == "face"
+    assert processor["web_port"] == ProcessorSettings.model_fields["web_port"].default
+    assert urlparse(health_url(services["processor-face"])).port == processor["web_port"]
+    assert urlparse(health_url(services["processor-face"])).path == "/healthz"
+    assert [int(p) for p in services["processor-face"]["expose"]] == [processor["web_port"]]
+
+    gateway = settings_of(compose, "gateway")
+    assert gateway["host"] == "0.0.0.0"
+    assert gateway["port"] == GatewaySettings.model_fields["port"].default
+    assert services["gateway"]["ports"] == [f"{gateway['port']}:{gateway['port']}"]
+    assert urlparse(health_url(services["gateway"])).port == gateway["port"]
+    assert urlparse(health_url(services["gateway"])).path == "/readyz"
+
+    producer = settings_of(compose, "producer")
+    assert producer["metrics_port"] == 9101
+    assert urlparse(health_url(services["producer"])).port == producer["metrics_port"]
+    (stream,) = producer["streams"]
+    assert (stream["source"], stream["id"], stream["kinds"], stream["loop"]) == (
+        "sample:", "sample-1", ["face"], True)
+
+
+def test_topics_service_creates_the_processors_topics(compose: Obj) -> None:
+    service = compose["services"]["topics"]
+    specs = topics_created(compose_command(service), image_env() | compose_env(service))
+    processor = settings_of(compose, "processor-face")
+    from evi.topics import Topics
+
+    topics = Topics(TopicSettings(**processor["topics"]))
+    names = {s.name: s.partitions for s in specs}
+    assert names[topics.frames("face")] == processor["topics"]["frame_partitions"]
+
+
+def test_env_names_are_settings_fields(compose: Obj) -> None:
+    from tests.deploy.test_k8s_wiring import SETTINGS, field_exists
+
+    role = {"topics": "topics", "producer": "producer", "processor-face": "processor",
+            "gateway": "gateway"}
+    for name in EVI_SERVICES:
+        model = SETTINGS[role[name]]
+        for var in compose_env(compose["services"][name]):
+            assert var.startswith("EVI_")
+            assert field_exists(model, var.removeprefix("EVI_").lower().split("__")), (name, var)
+
+
+def test_monitoring_is_an_optional_profile(compose: Obj) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        expected = ["monitoring"] if name in ("prometheus", "grafana") else None
+        assert service.get("profiles") == expected, name
+
+
+def test_prometheus_scrapes_every_service(compose: Obj) -> None:
+    config = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets: set[tuple[str, int]] = set()
+    for job in config["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            for t in static["targets"]:
+                host, port = t.rsplit(":", 1)
+                targets.add((host, int(port)))
+        for dns in job.get("dns_sd_configs", []):
+            assert dns["type"] == "A"
+            targets |= {(n, dns["port"]) for n in dns["names"]}
+    assert ("gateway", settings_of(compose, "gateway")["port"]) in targets
+    assert ("processor-face", settings_of(compose, "processor-face")["web_port"]) in targets
+    assert ("producer", settings_of(compose, "producer")["metrics_port"]) in targets
+    scaled = {n for j in config["scrape_configs"] for d in j.get("dns_sd_configs", [])
+              for n in d["names"]}
+    assert "processor-face" in scaled, "a scaled service needs DNS discovery (one A per replica)"
+    for host, _ in targets:
+        assert host in compose["services"] or host == "localhost", host
+    mounted = [v for v in compose["services"]["prometheus"]["volumes"]
+               if v.startswith("./deploy/prometheus:")]
+    assert mounted, "the whole deploy/prometheus folder is mounted (rules.yml too)"
+    for rules in config["rule_files"]:
+        assert (REPO / "deploy" / "prometheus" / Path(rules).name).is_file()
+
+
+def test_grafana_is_provisioned(compose: Obj) -> None:
+    grafana = compose["services"]["grafana"]
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"]
+                  if v.startswith("./"))
+    provisioning = REPO / "deploy" / "grafana" / "provisioning"
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    (ds,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"]
+    url = urlparse(ds["url"])
+    assert url.hostname == "prometheus" and url.port == 9090
+    assert "9090:9090" in compose["services"]["prometheus"]["ports"]
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "evi.yml").read_text())[
+        "providers"]
+    assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
+    home = compose_env(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(provider["options"]["path"] + "/")
+    assert (REPO / "deploy" / "grafana" / "dashboards" / Path(home).name).is_file()
+    dashboard_file = REPO / "deploy" / "grafana" / "dashboards" / "evi.json"
+    dashboard: Any = json.loads(dashboard_file.read_text())
+    uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
+    assert uids == {ds["uid"]}
+
+
+def test_images_name_no_registry_host(compose: Obj) -> None:
+    for name, service in compose["services"].items():
+        first = service["image"].split("/")[0]
+        assert "/" not in service["image"] or not re.search(r"[.:]|^localhost$", first), name

@@ -1,0 +1,160 @@
+"""deploy/docker/Dockerfile and .dockerignore, read without a Docker engine: the stages, what
+reaches the final image, and that every file it copies is in the build context."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import re
+import tomllib
+
+import pytest
+
+from evi.cli import SERVICES
+from gateway.settings import GatewaySettings
+from processors.settings import ProcessorSettings
+from tests.deploy.dockerfile import Stage, parse
+from tests.deploy.support import DOCKERFILE, REPO
+
+COMPILERS = re.compile(r"\b(build-essential|gcc|g\+\+|clang|make|cmake)\b")
+
+
+@pytest.fixture(scope="module")
+def stages() -> list[Stage]:
+    args, stages = parse(DOCKERFILE)
+    assert args == {"PYTHON_IMAGE": "python:3.11-slim"}
+    return stages
+
+
+def ignored(path: str, patterns: list[str]) -> bool:
+    """Docker's .dockerignore rule: the last pattern matching the path or a parent wins."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    result = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        glob = pattern.lstrip("!").rstrip("/")
+        regex = fnmatch.translate(glob).replace(".*", "[^/]*").replace("[^/]*[^/]*", ".*")
+        if glob.startswith("**/"):
+            regex = "(.*/)?" + fnmatch.translate(glob[3:]).replace(".*", "[^/]*")
+        if any(re.fullmatch(regex, c) for c in candidates):
+            result = not negate
+    return result
+
+
+def dockerignore() -> list[str]:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_ignore_rules_behave_like_docker() -> None:
+    patterns = ["*", "!evi/", "!web/", "**/__pycache__", "web/dist"]
+    assert ignored("tests/x.py", patterns)
+    assert not ignored("evi/cli.py", patterns)
+    assert not ignored("web/index.html", patterns)
+    assert ignored("evi/__pycache__/cli.pyc", patterns)
+    assert ignored("web/dist/a.js", patterns)
+    assert not ignored("web/dist/a.js", [*patterns, "!web/"])  # the last match wins
+
+
+def test_stages(stages: list[Stage]) -> None:
+    assert [(s.base, s.name) for s in stages] == [("python:3.11-slim", "build"),
+                                                  ("python:3.11-slim", "final")]
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires == ">=3.11"
+
+
+def test_final_stage_runs_evi_as_an_unprivileged_user(stages: list[Stage]) -> None:
+    final = stages[-1]
+    (user,) = final.all("USER")
+    uid = user.args.split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, "numeric, so runAsNonRoot can check it"
+    assert int(uid) == 10001  # tests/deploy/test_k8s_wiring.py: runAsUser
+    (entrypoint,) = final.all("ENTRYPOINT")
+    assert entrypoint.words() == ["evi"]
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["evi"] == "evi.cli:main"
+    for command in ("produce", "process", "gateway"):
+        assert command in SERVICES
+
+
+def test_no_compiler_in_the_final_stage(stages: list[Stage]) -> None:
+    final = stages[-1]
+    for run in final.all("RUN"):
+        assert not COMPILERS.search(run.args), run.args
+        assert "apt-get install" not in run.args and "pip install" not in run.args
+    for copy in final.all("COPY"):
+        assert copy.flags.get("from") in (None, "build"), copy.flags
+
+
+def test_models_are_fetched_at_build_time(stages: list[Stage]) -> None:
+    build, final = stages
+    runs = [r.args for r in build.all("RUN")]
+    assert any(r.strip() == "evi models fetch" for r in runs)
+    module, func, _ = SERVICES["models"]
+    assert hasattr(importlib.import_module(module), func), "`evi models` must exist to fetch"
+    cache = build.env()["EVI_CACHE_DIR"]
+    assert final.env()["EVI_CACHE_DIR"] == cache
+    copies = [c.words() for c in final.all("COPY") if c.flags.get("from") == "build"]
+    assert [f"{cache}/models", f"{cache}/models"] in copies
+    assert ["/opt/venv", "/opt/venv"] in copies
+
+
+def test_web_assets_are_where_the_gateway_looks(stages: list[Stage]) -> None:
+    final = stages[-1]
+    web_dir = final.env()["EVI_WEB_DIR"]
+    assert "web_dir" in GatewaySettings.model_fields
+    copies = [c.words() for c in final.all("COPY") if not c.flags]
+    assert ["web", web_dir] in copies
+    assert (REPO / "web" / "index.html").is_file()
+
+
+def test_writable_dirs_belong_to_the_user(stages: list[Stage]) -> None:
+    final = stages[-1]
+    cache = final.env()["EVI_CACHE_DIR"]
+    script = " ".join(r.args for r in final.all("RUN"))
+    for sub in ("faust", "ov-cache"):
+        assert f"{cache}/{sub}" in script
+    assert "chown -R 10001:0" in script
+
+
+def test_ports(stages: list[Stage]) -> None:
+    (expose,) = stages[-1].all("EXPOSE")
+    ports = {int(p) for p in expose.args.split()}
+    assert ports == {GatewaySettings.model_fields["port"].default,
+                     ProcessorSettings.model_fields["web_port"].default, 9101}
+
+
+def test_every_copied_file_is_in_the_build_context(stages: list[Stage]) -> None:
+    patterns = dockerignore()
+    for stage in stages:
+        for copy in stage.all("COPY"):
+            if copy.flags.get("from"):
+                continue
+            *sources, _ = copy.words()
+            for source in sources:
+                path = REPO / source
+                assert path.exists(), source
+                files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+                kept = [f for f in files if not ignored(str(f.relative_to(REPO)), patterns)]
+                assert kept, f"{source} is excluded by .dockerignore"
+                if path.is_dir():
+                    assert not [f for f in kept if "__pycache__" in f.parts]
+
+
+def test_context_excludes_what_the_image_must_not_carry() -> None:
+    patterns = dockerignore()
+    for path in (".venv/bin/python", ".cache/models/x.tflite", ".git/HEAD", "tests/conftest.py",
+                 "deploy/k8s/base/kustomization.yaml", "test-artifacts/logs/a.log"):
+        assert ignored(path, patterns), path
+    for path in ("pyproject.toml", "README.md", "evi/cli.py", "gateway/app.py",
+                 "processors/app.py", "producers/__main__.py", "web/index.html"):
+        assert not ignored(path, patterns), path
+
+
+def test_dependencies_install_from_pyproject(stages: list[Stage]) -> None:
+    build = stages[0]
+    script = " ".join(r.args for r in build.all("RUN"))
+    assert "tomllib" in script and "['project']['dependencies']" in script
+    assert "pip install --no-deps ." in script
+    assert build.env()["PATH"].startswith("/opt/venv/bin:")
