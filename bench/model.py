@@ -15,6 +15,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,10 +28,12 @@ import skimage.data
 
 from evi.settings import REPO_ROOT
 from evi.wire import FrameMeta
-from processors.adapters.base import letterbox
+from processors.adapters.base import letterbox, stretch
+from processors.adapters.blazeface import BlazeFaceAdapter
 from processors.decode import decode_jpeg
 from processors.models import BlazeFaceConfig, fetch_models
 from processors.pipeline import FramePipeline
+from processors.runtime import Runtime
 
 SIZES = [(640, 480), (1280, 720)]
 U8 = npt.NDArray[np.uint8]
@@ -147,6 +150,63 @@ def decode_paths(jpeg: bytes, target: tuple[int, int]) -> dict[str, Callable[[],
     }
 
 
+def resize_paths(cache_dir: Path, rounds: int = 5) -> list[list[str]]:
+    """Stretch to the model's input with cv2 on the CPU (DCT-scaled decode, then cv2.resize into
+    a static u8 input: the pipeline's path) against OpenVINO's PrePostProcessor resize compiled
+    into the model (dynamic-spatial u8 input, RESIZE_LINEAR), fed the DCT-scaled or the
+    full-size decode. BlazeFace short, LATENCY hint, one thread, infer_sync: ms per frame."""
+    from openvino.preprocess import PrePostProcessor, ResizeAlgorithm
+
+    config = BlazeFaceConfig(name="bench")
+    path = config.resolve_path(cache_dir)
+    static = BlazeFaceAdapter(config)
+    rt_static = Runtime(path, hint="LATENCY", threads=1, configure=static.configure)
+    dynamic = BlazeFaceAdapter(config)
+
+    def in_model(ppp: PrePostProcessor, model: ov.Model) -> None:
+        dynamic.configure(ppp, model)
+        ppp.input().tensor().set_spatial_dynamic_shape()
+        ppp.input().preprocess().resize(ResizeAlgorithm.RESIZE_LINEAR)
+
+    rt_dynamic = Runtime(path, hint="LATENCY", threads=1, configure=in_model)
+    target = static.input_size
+    rows = []
+    try:
+        for w, h in SIZES:
+            jpeg = simplejpeg.encode_jpeg(astronaut_frame(w, h), 80, "RGB")
+
+            def cv2_path(j: bytes = jpeg) -> object:
+                return rt_static.infer_sync(
+                    stretch(decode_jpeg(j, target, keep_aspect=False), target)[0]
+                )
+
+            def ppp_dct(j: bytes = jpeg) -> object:
+                return rt_dynamic.infer_sync(decode_jpeg(j, target, keep_aspect=False)[None])
+
+            def ppp_full(j: bytes = jpeg) -> object:
+                return rt_dynamic.infer_sync(decode_jpeg(j)[None])
+
+            def prep_only(j: bytes = jpeg) -> object:
+                return stretch(decode_jpeg(j, target, keep_aspect=False), target)
+
+            tensor = stretch(decode_jpeg(jpeg, target, keep_aspect=False), target)[0]
+            paths: list[tuple[str, Callable[[], object]]] = [
+                ("DCT decode + cv2 stretch + static model (ours)", cv2_path),
+                ("DCT decode + PPP resize in model", ppp_dct),
+                ("full decode + PPP resize in model", ppp_full),
+                ("  of which DCT decode + cv2 stretch", prep_only),
+                ("  of which static model inference", partial(rt_static.infer_sync, tensor)),
+            ]
+            # Interleaved rounds, best median of each: the machine is shared, noise only adds.
+            samples = [[per_call_ms(fn, 0.3) for _, fn in paths] for _ in range(rounds)]
+            best = [min(col) for col in zip(*samples, strict=True)]
+            rows += [[f"{w}x{h}", n, f"{ms:.3f}"] for (n, _), ms in zip(paths, best, strict=True)]
+    finally:
+        rt_static.close()
+        rt_dynamic.close()
+    return rows
+
+
 def table(title: str, head: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     print(f"\n## {title}\n")
@@ -160,10 +220,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="per throughput run")
     ap.add_argument("--cache-dir", type=Path, default=REPO_ROOT / ".cache")
+    ap.add_argument("--resize-only", action="store_true", help="only the resize comparison")
     a = ap.parse_args()
     fetch_models(a.cache_dir)
     print(f"# bench/model.py — OpenVINO {ov.get_version()}, {os.cpu_count()} CPUs, "
           f"{ov.Core().get_property('CPU', 'FULL_DEVICE_NAME')}")  # fmt: skip
+    table("Stretch to 128x128: cv2 on the CPU vs PrePostProcessor resize in the model (q80 JPEG)",
+          ["frame", "path", "ms"], resize_paths(a.cache_dir))  # fmt: skip
+    if a.resize_only:
+        return
 
     pipelines = {
         v: FramePipeline.create(

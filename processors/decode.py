@@ -3,7 +3,8 @@
 libjpeg-turbo (through simplejpeg) can decode at 1/2, 1/4 or 1/8 scale in the DCT domain, which
 skips most of the IDCT and colour conversion work: a 1280x720 frame for a 128x128 model decodes at
 1/8 scale. We ask for the smallest scale that still covers the letterboxed fit of the frame into
-`target`, so the following resize only ever shrinks. Without simplejpeg, OpenCV decodes full size.
+`target` (or, for models that stretch, `target` itself), so the following resize only ever
+shrinks. Without simplejpeg, OpenCV decodes full size.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ def fit_size(frame: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]
     return max(1, math.ceil(frame[0] * s)), max(1, math.ceil(frame[1] * s))
 
 
-def decode_jpeg(jpeg: bytes, target: tuple[int, int] | None = None) -> U8:
+def decode_jpeg(
+    jpeg: bytes, target: tuple[int, int] | None = None, *, keep_aspect: bool = True
+) -> U8:
     """Decode to RGB u8 [H,W,3]; with `target` (w, h), at the smallest DCT scale whose image still
-    covers the frame's fit into `target`. Corrupt, truncated or empty input → BadFrame."""
+    covers the frame's fit into `target` (`keep_aspect`, as a letterbox scales it) or `target`
+    itself (as a stretch does). Corrupt, truncated or empty input → BadFrame."""
     if not jpeg:
         raise BadFrame("corrupt-jpeg", "JPEG is empty")
     if simplejpeg is None:  # pragma: no cover
@@ -42,7 +46,10 @@ def decode_jpeg(jpeg: bytes, target: tuple[int, int] | None = None) -> U8:
     try:
         h, w, _, _ = simplejpeg.decode_jpeg_header(jpeg)
         _check_size(w, h)
-        min_w, min_h = fit_size((w, h), target) if target else (0, 0)
+        if target is None:
+            min_w, min_h = 0, 0
+        else:
+            min_w, min_h = fit_size((w, h), target) if keep_aspect else target
         # strict: libjpeg's warnings (premature end of data, corrupt entropy data) are errors.
         image: U8 = simplejpeg.decode_jpeg(
             jpeg, colorspace="RGB", min_width=min_w, min_height=min_h, strict=True

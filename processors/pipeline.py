@@ -19,7 +19,7 @@ from evi.wire import Detection, FrameMeta, Result
 from processors.adapters import create_adapter
 from processors.adapters.base import U8, Adapter, Letterbox
 from processors.decode import decode_jpeg
-from processors.models import ModelConfig, ModelUnavailable, fetch_models
+from processors.models import ModelConfig, ModelUnavailable, fetch_models, fetchable_paths
 from processors.runtime import Runtime
 
 
@@ -45,12 +45,12 @@ class FramePipeline:
         adapter = create_adapter(model)
         path = model.resolve_path(cache_dir)
         if not path.is_file():
+            if path not in fetchable_paths(cache_dir):
+                raise ConfigError(f"model {model.name}: {path} does not exist")
             try:
-                fetched = fetch_models(cache_dir)
+                fetch_models(cache_dir)
             except ModelUnavailable as e:
                 raise ConfigError(f"model {model.name}: {path} is missing and {e}") from None
-            if path not in fetched:
-                raise ConfigError(f"model {model.name}: {path} does not exist")
         runtime = Runtime(
             path,
             device=model.device,
@@ -67,8 +67,10 @@ class FramePipeline:
         return self.model.name
 
     def prepare(self, jpeg: bytes) -> tuple[U8, Letterbox]:
-        """Decode (at a DCT scale near the model's input) and letterbox: the CPU-bound half."""
-        image = decode_jpeg(jpeg, self.adapter.input_size)
+        """Decode (at a DCT scale near the model's input) and letterbox or stretch: the CPU-bound
+        half."""
+        keep_aspect = self.adapter.spec.resize == "letterbox"
+        image = decode_jpeg(jpeg, self.adapter.input_size, keep_aspect=keep_aspect)
         return self.adapter.preprocess(image)
 
     async def run(self, meta: FrameMeta, jpeg: bytes) -> Result:

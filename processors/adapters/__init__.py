@@ -7,10 +7,16 @@ from typing import Any
 from evi.errors import ConfigError
 from processors.adapters.base import Adapter
 from processors.adapters.blazeface import BlazeFaceAdapter
+from processors.adapters.classify import ClassifyAdapter
+from processors.adapters.ssd import SsdAdapter
+from processors.adapters.yolo import YoloAdapter
 from processors.models import ModelConfigBase
 
 ADAPTERS: dict[str, type[Adapter[Any]]] = {
     BlazeFaceAdapter.family: BlazeFaceAdapter,
+    SsdAdapter.family: SsdAdapter,
+    YoloAdapter.family: YoloAdapter,
+    ClassifyAdapter.family: ClassifyAdapter,
 }
 
 

