@@ -15,7 +15,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="evi gateway", description=__doc__)
     p.add_argument("--host")
     p.add_argument("--port", type=int)
-    p.add_argument("--kind", action="append", dest="kinds", help="kinds to serve (repeatable)")
+    p.add_argument("--kind", action="append", dest="kinds",
+                   help="kinds to serve (repeatable; default: every kind whose topics exist)")
+    p.add_argument("--cors-origin", action="append", dest="cors_origins",
+                   help="allow this browser origin (repeatable); the token comes from "
+                        "EVI_AUTH_TOKEN, never a flag")
+    p.add_argument("--client-queue", type=int, help="messages queued per websocket client")
     p.add_argument("--bootstrap-servers")
     p.add_argument("--topic-prefix")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -25,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         base = load(GatewaySettings)
         s = load(
             GatewaySettings, host=a.host, port=a.port, kinds=a.kinds, log_level=a.log_level,
+            cors_origins=a.cors_origins, client_queue=a.client_queue,
             kafka=override(base.kafka, bootstrap_servers=a.bootstrap_servers),
             topics=override(base.topics, prefix=a.topic_prefix),
         )
@@ -39,8 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.app import create_app
 
     print(f"evi gateway: dashboard at http://{s.host}:{s.port}/", flush=True)
+    # The dashboard polls every 2 s: access lines only when debugging. No per-message deflate:
+    # messages are mostly JPEG, which does not compress, and zlib per client per message would
+    # cost more CPU than everything else the fan-out does.
     uvicorn.run(create_app(s), host=s.host, port=s.port, log_level=s.log_level.lower(),
-                ws_max_size=1 << 20)
+                access_log=s.log_level == "DEBUG", ws_max_size=1 << 20,
+                ws_per_message_deflate=False, timeout_graceful_shutdown=5)
     return 0
 
 

@@ -13,6 +13,12 @@ from gateway import api, ws
 from gateway.fanout import Fanout
 from gateway.settings import GatewaySettings
 
+DESCRIPTION = """Live streams, their detections and the processors' scaling state.
+
+Websockets (not listed below): `/ws/streams/{id}` and `/ws/streams?ids=a,b` (or `ids=*`) send
+binary messages — a JSON header and the frame's JPEG; see docs/wire-format.md.
+"""
+
 
 def create_app(s: GatewaySettings) -> FastAPI:
     @asynccontextmanager
@@ -25,7 +31,8 @@ def create_app(s: GatewaySettings) -> FastAPI:
         finally:
             await fanout.stop()
 
-    app = FastAPI(title="evi gateway", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="evi gateway", version="0.1.0", description=DESCRIPTION,
+                  lifespan=lifespan)
     app.state.settings = s
     if s.cors_origins:
         app.add_middleware(

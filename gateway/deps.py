@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hmac
+from typing import Annotated
 
-from fastapi import HTTPException, Request, WebSocket
+from fastapi import Depends, HTTPException, Request, WebSocket
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.fanout import Fanout
 from gateway.settings import GatewaySettings
+
+bearer = HTTPBearer(auto_error=False, description="the gateway's EVI_AUTH_TOKEN, when it has one")
 
 
 def fanout(request: Request) -> Fanout:
@@ -24,17 +28,20 @@ def _token_ok(expected: str, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(expected.encode(), given.encode())
 
 
-def require_token(request: Request) -> None:
+def require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
     token = request.app.state.settings.auth_token
     if token is None:
         return
-    header = request.headers.get("authorization", "")
-    given = header[7:] if header.lower().startswith("bearer ") else None
+    given = credentials.credentials if credentials is not None else None
     if not _token_ok(token.get_secret_value(), given):
         raise HTTPException(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
 
 
 def websocket_token_ok(ws: WebSocket) -> bool:
+    """Browsers cannot set headers on a websocket: `?token=` is accepted there too."""
     token = ws.app.state.settings.auth_token
     if token is None:
         return True

@@ -1,112 +1,52 @@
-"""The gateway's one Kafka consumer and its fan-out to websocket clients.
+"""The gateway's fan-out: Kafka records in (from the feed thread), websocket messages out.
 
-One consumer per gateway process reads frames, results and the stream registry with manual
-assignment (no consumer group: every replica sees every stream). A thread polls Kafka and hands
-batches to the event loop; the loop pairs each result with its frame and puts the message in
-every subscriber's bounded queue, dropping that subscriber's oldest message when it is full.
+Runs on the event loop. Each result is paired with its frame (the producer's JPEG, untouched)
+and put in the bounded queue of every subscriber of its stream; results of a stream keep their
+order, duplicates (at-least-once replays) are dropped, and streams without recent results have
+their frames sent alone so the video still shows.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
-import struct
 import threading
 import time
-import uuid
 from collections import OrderedDict, deque
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
-from prometheus_client import Counter, Gauge
+from confluent_kafka import KafkaError, Message
+from prometheus_client import Counter
 
 from evi.errors import BadFrame
 from evi.topics import Topics
-from evi.wire import (
-    BadResult,
-    FrameMeta,
-    Result,
-    StreamInfo,
-    decode_result,
-    decode_stream_info,
-    parse_frame,
+from evi.wire import BadResult, Result, StreamInfo, decode_result, decode_stream_info, parse_frame
+from gateway.feed import Feed
+from gateway.monitor import Monitor
+from gateway.protocol import (
+    frame_header,
+    pack_message,
+    removed_message,
+    result_header,
+    status_message,
+    stream_message,
 )
+from gateway.protocol import unpack_message as unpack_message
 from gateway.settings import GatewaySettings
 from gateway.stats import StreamStats
+from gateway.subscribers import Subscribers
 
 log = logging.getLogger("evi.gateway")
 
-WS_SENT = Counter("evi_gateway_ws_messages_total", "Messages queued to websocket clients")
-WS_DROPPED = Counter(
-    "evi_gateway_ws_dropped_total", "Messages a slow websocket client lost (oldest first)"
-)
-WS_CLIENTS = Gauge("evi_gateway_ws_clients", "Connected websocket clients")
+RECORDS = Counter("evi_gateway_records_total", "Kafka records read", ["type"])
 BAD_RECORDS = Counter(
     "evi_gateway_bad_records_total", "Records the gateway could not read", ["topic"]
 )
 UNPAIRED = Counter("evi_gateway_unpaired_results_total", "Results sent without their frame")
 
-_HEADER_LEN = struct.Struct(">I")
-
-
-def pack_message(header: dict[str, Any], jpeg: bytes) -> bytes:
-    """Binary websocket message: u32 big-endian header length, UTF-8 JSON header, JPEG bytes."""
-    head = json.dumps(header, separators=(",", ":")).encode()
-    return b"".join((_HEADER_LEN.pack(len(head)), head, jpeg))
-
-
-def unpack_message(data: bytes) -> tuple[dict[str, Any], bytes]:
-    (n,) = _HEADER_LEN.unpack_from(data)
-    return json.loads(data[4 : 4 + n]), data[4 + n :]
-
-
-def result_header(r: Result, has_image: bool) -> dict[str, Any]:
-    return {
-        "type": "result",
-        "stream": r.stream,
-        "seq": r.seq,
-        "ts_ms": r.ts_ms,
-        "processed_ms": r.processed_ms,
-        "kind": r.kind,
-        "model": r.model,
-        "infer_ms": round(r.infer_ms, 3),
-        "width": r.width,
-        "height": r.height,
-        "detections": [d.to_json() for d in r.detections],
-        "image": has_image,
-    }
-
-
-@dataclass
-class Subscriber:
-    streams: frozenset[str] | None  # None = every stream
-    maxlen: int
-    queue: deque[bytes] = field(init=False)
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    dropped: int = 0
-
-    def __post_init__(self) -> None:
-        self.queue = deque(maxlen=self.maxlen)
-
-    def wants(self, stream: str) -> bool:
-        return self.streams is None or stream in self.streams
-
-    def offer(self, message: bytes) -> None:
-        if len(self.queue) == self.maxlen:
-            self.dropped += 1
-            WS_DROPPED.inc()
-        self.queue.append(message)  # deque(maxlen) drops the oldest
-        WS_SENT.inc()
-        self.wakeup.set()
-
-    async def next(self) -> bytes:
-        while not self.queue:
-            self.wakeup.clear()
-            await self.wakeup.wait()
-        return self.queue.popleft()
+MAX_BATCHES_IN_FLIGHT = 8  # the feed thread waits when the loop is this far behind
+IDLE_CACHE_S = 30.0  # frames kept for a stream that sends no more are let go after this
 
 
 class Fanout:
@@ -115,113 +55,121 @@ class Fanout:
         self.topics = Topics(s.topics)
         self.registry: dict[str, StreamInfo] = {}
         self.stats: dict[str, StreamStats] = {}
-        self.subscribers: set[Subscriber] = set()
-        self._frames: dict[str, OrderedDict[int, tuple[FrameMeta, bytes]]] = {}
-        self._pending: dict[tuple[str, int], tuple[float, Result]] = {}
+        self.subscribers = Subscribers(s.client_queue)
+        self.frames_by_kind: dict[str, int] = {}
+        self.results_by_kind: dict[str, dict[str, int]] = {}  # kind -> model -> results
+        self.started = time.time()
+        self._frames: dict[str, OrderedDict[int, tuple[int, bytes]]] = {}  # seq -> (ts, jpeg)
+        self._newest_ts: dict[str, int] = {}
+        self._frame_at: dict[str, float] = {}  # monotonic time of each stream's last frame
+        self._next_sweep = 0.0
+        self._pending: dict[str, deque[tuple[float, Result]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.ready = asyncio.Event()
-        self.kafka_ok = False
+        self._in_flight = threading.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        self._chunk = max(1, min(64, s.client_queue // 2))
+        self._budget = self._chunk  # messages this loop step may still publish
+        self._flush_scheduled = False
+        self._stopping = threading.Event()
+        self.assigned = asyncio.Event()
+        self.feed = Feed(s, self._batch_from_thread, self._idle_from_thread, self._assigned)
+        self.monitor = Monitor(s, self._counters, self._on_kafka_status)
+        self._monitor_task: asyncio.Task[None] | None = None
 
-    # --- lifecycle -------------------------------------------------------------------------
+    # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._poll_forever, name="fanout", daemon=True)
-        self._thread.start()
+        self.feed.start()
+        self._monitor_task = asyncio.create_task(self.monitor.run(), name="kafka-monitor")
 
     async def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            await asyncio.to_thread(self._thread.join, 10)
+        self._stopping.set()
+        for sub in list(self.subscribers.all.values()):
+            sub.close()
+        if self._monitor_task:
+            self._monitor_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor_task
+        await asyncio.to_thread(self.feed.stop)
 
-    def subscribe(self, streams: Iterable[str] | None) -> Subscriber:
-        sub = Subscriber(frozenset(streams) if streams is not None else None, self.s.client_queue)
-        self.subscribers.add(sub)
-        WS_CLIENTS.set(len(self.subscribers))
-        return sub
+    @property
+    def kafka_ok(self) -> bool:
+        return self.monitor.kafka_ok
 
-    def unsubscribe(self, sub: Subscriber) -> None:
-        self.subscribers.discard(sub)
-        WS_CLIENTS.set(len(self.subscribers))
+    @property
+    def ready(self) -> bool:
+        return self.assigned.is_set() and self.monitor.kafka_ok
 
-    # --- Kafka thread ------------------------------------------------------------------------
-    def _consumer(self) -> Consumer:
-        cfg = self.s.kafka.client_config() | {
-            "group.id": f"evi-gateway-{uuid.uuid4().hex[:12]}",  # never joined: manual assign
-            "enable.auto.commit": False,
-            "fetch.max.bytes": 64 << 20,
-            "max.partition.fetch.bytes": self.s.topics.max_message_bytes + (64 << 10),
-        }
-        return Consumer(cfg)
-
-    def _assign(self, c: Consumer) -> None:
-        """Live topics from their current end (explicit offsets, so 'ready' is exact);
-        the registry from its beginning."""
-        md = c.list_topics(timeout=10)
-        tps: list[TopicPartition] = []
-        live = [self.topics.frames(k) for k in self.s.kinds]
-        live += [self.topics.results(k) for k in self.s.kinds]
-        for name in live:
-            meta = md.topics.get(name)
-            if meta is None or meta.error is not None:
-                log.warning("topic %s does not exist yet; run `evi kafka topics`", name)
-                continue
-            for p in meta.partitions:
-                _, high = c.get_watermark_offsets(TopicPartition(name, p), timeout=10)
-                tps.append(TopicPartition(name, p, high))
-        if self.topics.streams in md.topics:
-            tps.append(TopicPartition(self.topics.streams, 0, OFFSET_BEGINNING))
-        c.assign(tps)
-
-    def _poll_forever(self) -> None:
+    # --- from the feed thread ----------------------------------------------------------------
+    def _call(self, fn: Callable[..., object], *args: object) -> None:
         assert self._loop is not None
-        loop = self._loop
-        while not self._stop.is_set():
-            try:
-                c = self._consumer()
-                self._assign(c)
-            except Exception as e:  # broker down at start: keep trying, /readyz says so
-                log.warning("gateway cannot reach Kafka yet: %s", e)
-                self.kafka_ok = False
-                self._stop.wait(2.0)
-                continue
-            self.kafka_ok = True
-            loop.call_soon_threadsafe(self.ready.set)
-            try:
-                while not self._stop.is_set():
-                    batch = c.consume(num_messages=500, timeout=0.2)
-                    if batch:
-                        loop.call_soon_threadsafe(self._dispatch, batch)
-                    else:
-                        loop.call_soon_threadsafe(self._expire_pending)
-            finally:
-                c.close()
+        with contextlib.suppress(RuntimeError):  # loop closed: we are shutting down
+            self._loop.call_soon_threadsafe(fn, *args)
 
-    # --- event loop --------------------------------------------------------------------------
-    def _dispatch(self, batch: list[Message]) -> None:
-        frames_prefix = f"{self.topics.prefix}.frames."
-        for m in batch:
+    def _batch_from_thread(self, batch: list[Message]) -> None:
+        while not self._in_flight.acquire(timeout=0.5):
+            if self._stopping.is_set():
+                return
+        self._call(self._dispatch, batch)
+
+    def _idle_from_thread(self) -> None:
+        self._call(self._flush_step)
+
+    def _assigned(self) -> None:
+        self._call(self.assigned.set)
+
+    # --- event loop ---------------------------------------------------------------------------
+    def _counters(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        return self.frames_by_kind, self.results_by_kind
+
+    def _on_kafka_status(self, ok: bool) -> None:
+        self.subscribers.broadcast(status_message(ok))
+
+    def _dispatch(self, batch: list[Message], start: int = 0) -> None:
+        """Handle a batch; after every `_chunk` messages published, yield to the websocket
+        writers (the rest is scheduled again), so a burst does not overflow the queues of
+        clients that keep up."""
+        self._budget = self._chunk
+        frames_head = f"{self.topics.prefix}.frames."
+        results_head = f"{self.topics.prefix}.results."
+        i = start
+        while i < len(batch) and self._budget > 0:
+            m = batch[i]
+            i += 1
             err = m.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("gateway consumer: %s", err)
                 continue
             topic = m.topic() or ""
-            if topic == self.topics.streams:
+            if topic.startswith(frames_head):
+                self._on_frame(m, topic, topic[len(frames_head) :])
+            elif topic.startswith(results_head):
+                self._on_result(m, topic[len(results_head) :])
+            elif topic == self.topics.streams:
                 self._on_registry(m)
-            elif topic.startswith(frames_prefix):
-                self._on_frame(m)
-            else:
-                self._on_result(m)
-        self._expire_pending()
+        if i < len(batch):
+            asyncio.get_running_loop().call_soon(self._dispatch, batch, i)
+            return
+        self._in_flight.release()
+        self._flush_all()
+
+    def _publish(self, stream: str, message: bytes) -> None:
+        if self.subscribers.publish(stream, message):
+            self._budget -= 1
 
     def _on_registry(self, m: Message) -> None:
+        RECORDS.labels("registry").inc()
         key, value = m.key(), m.value()
         if key is None:
             return
         if value is None:  # tombstone: the stream was removed
-            self.registry.pop(key.decode(errors="replace"), None)
+            stream = key.decode(errors="replace")
+            self.registry.pop(stream, None)
+            self.stats.pop(stream, None)
+            self._frames.pop(stream, None)
+            self._newest_ts.pop(stream, None)
+            self._frame_at.pop(stream, None)
+            self._publish(stream, removed_message(stream))
             return
         try:
             info = decode_stream_info(value)
@@ -230,62 +178,112 @@ class Fanout:
             log.warning("bad registry record key=%r: %s", key[:64], e)
             return
         self.registry[info.stream] = info
-        for sub in self.subscribers:
-            if sub.wants(info.stream):
-                sub.offer(pack_message({"type": "stream", "info": asdict(info)}, b""))
+        self._publish(info.stream, stream_message(info))
 
-    def _on_frame(self, m: Message) -> None:
+    def _on_frame(self, m: Message, topic: str, kind: str) -> None:
+        RECORDS.labels("frame").inc()
+        value = m.value()
         try:
-            meta = parse_frame(m.key(), m.value(), m.headers())
+            meta = parse_frame(m.key(), value, m.headers(), self.s.topics.max_message_bytes)
         except BadFrame:
-            BAD_RECORDS.labels(m.topic()).inc()
+            BAD_RECORDS.labels(topic).inc()
             return
-        self._stats(meta.stream).on_frame(meta.ts_ms)
-        cache = self._frames.setdefault(meta.stream, OrderedDict())
-        jpeg = m.value() or b""
-        pending = self._pending.pop((meta.stream, meta.seq), None)
-        if pending is not None:
-            self._publish(pending[1], jpeg)
-        cache[meta.seq] = (meta, jpeg)
-        while len(cache) > self.s.frame_cache:
-            cache.popitem(last=False)
+        assert value is not None
+        self.frames_by_kind[kind] = self.frames_by_kind.get(kind, 0) + 1
+        stream = meta.stream
+        st = self._stats(stream)
+        fresh = st.on_frame(topic, meta)
+        cache = self._frames.setdefault(stream, OrderedDict())
+        self._frame_at[stream] = time.monotonic()
+        held = cache.get(meta.seq)
+        if held is None or held[0] != meta.ts_ms:
+            cache.pop(meta.seq, None)
+            cache[meta.seq] = (meta.ts_ms, value)
+            self._newest_ts[stream] = max(self._newest_ts.get(stream, 0), meta.ts_ms)
+            while len(cache) > self.s.frame_cache:
+                cache.popitem(last=False)
+        if stream in self._pending:
+            self._flush(stream, time.monotonic())
+        alone_after = self.s.frames_alone_after_ms / 1000
+        if (
+            fresh and alone_after
+            and time.monotonic() - st.last_result_mono > alone_after
+            and self.subscribers.wanted(stream)
+        ):
+            self._publish(stream, pack_message(frame_header(meta), value))
 
-    def _on_result(self, m: Message) -> None:
+    def _on_result(self, m: Message, kind: str) -> None:
+        RECORDS.labels("result").inc()
         try:
             r = decode_result(m.value() or b"")
         except BadResult as e:
             BAD_RECORDS.labels(m.topic()).inc()
             log.warning("bad result record on %s: %s", m.topic(), e)
             return
-        self._stats(r.stream).on_result(r)
-        cache = self._frames.get(r.stream)
-        hit = cache.get(r.seq) if cache is not None else None
-        if hit is not None:
-            self._publish(r, hit[1])
-        elif self.s.pair_wait_ms:
-            self._pending[(r.stream, r.seq)] = (time.monotonic(), r)
-        else:
-            self._publish(r, b"")
+        by_model = self.results_by_kind.setdefault(kind, {})
+        by_model[r.model] = by_model.get(r.model, 0) + 1
+        if not self._stats(r.stream).on_result(r):
+            return  # a duplicate of a result already sent
+        self._pending.setdefault(r.stream, deque()).append((time.monotonic(), r))
+        self._flush(r.stream, time.monotonic())
 
-    def _expire_pending(self) -> None:
-        if not self._pending:
-            return
-        limit = time.monotonic() - self.s.pair_wait_ms / 1000
-        for key, (t, r) in list(self._pending.items()):
-            if t < limit:
-                del self._pending[key]
+    def _flush(self, stream: str, now: float) -> None:
+        """Send a stream's waiting results, in order, as their frames arrive or their wait ends."""
+        queue = self._pending[stream]
+        cache = self._frames.get(stream)
+        wait = self.s.pair_wait_ms / 1000
+        while queue:
+            if self._budget <= 0:  # let the writers run first; the rest goes out next step
+                self._flush_soon()
+                return
+            t, r = queue[0]
+            held = cache.get(r.seq) if cache is not None else None
+            if held is not None and held[0] == r.ts_ms:
+                jpeg = held[1]
+            elif now - t < wait and self._newest_ts.get(stream, 0) <= r.ts_ms:
+                return  # its frame may still come (no newer frame has been seen)
+            else:
+                jpeg = b""
                 UNPAIRED.inc()
-                self._publish(r, b"")
+            queue.popleft()
+            if self.subscribers.wanted(stream):
+                self._publish(stream, pack_message(result_header(r, bool(jpeg)), jpeg))
+        del self._pending[stream]
 
-    def _publish(self, r: Result, jpeg: bytes) -> None:
-        message = None
-        for sub in self.subscribers:
-            if sub.wants(r.stream):
-                message = message or pack_message(result_header(r, bool(jpeg)), jpeg)
-                sub.offer(message)
+    def _flush_all(self) -> None:
+        if self._pending:
+            now = time.monotonic()
+            for stream in list(self._pending):
+                self._flush(stream, now)
+
+    def _flush_soon(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_step)
+
+    def _flush_step(self) -> None:
+        self._flush_scheduled = False
+        self._budget = self._chunk
+        self._flush_all()
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Let go of the cached frames of streams that stopped sending (ended, or renamed)."""
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 5.0
+        for stream, at in list(self._frame_at.items()):
+            if now - at > IDLE_CACHE_S and stream not in self._pending:
+                del self._frame_at[stream]
+                self._frames.pop(stream, None)
+                self._newest_ts.pop(stream, None)
 
     def _stats(self, stream: str) -> StreamStats:
         st = self.stats.get(stream)
         if st is None:
             st = self.stats[stream] = StreamStats()
         return st
+
+    def kinds(self) -> list[str]:
+        return list(self.monitor.kinds)

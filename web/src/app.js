@@ -1,90 +1,153 @@
-// The dashboard: one tile per stream from /api/streams, live frames over one multiplexed socket.
-import { unpack } from "./protocol.js";
-import { drawFrame } from "./overlay.js";
+// The dashboard: a tile per stream over one multiplexed websocket, the scaling panel and the
+// health banner from the REST API (polled every 2 s).
+import { AuthError, getJSON, setToken, socketURL } from "./api.js";
+import { Detail } from "./detail.js";
+import { ScalingPanel } from "./scaling.js";
+import { ReconnectingSocket } from "./socket.js";
+import { Tile } from "./tiles.js";
 
-const grid = document.getElementById("grid");
-const banner = document.getElementById("banner");
-const summary = document.getElementById("summary");
-const tiles = new Map(); // stream id -> {el, canvas, stats, frames[]}
-let socket = null;
-let backoff = 500;
+const POLL_MS = 2000;
 
-function showBanner(text) {
-  banner.textContent = text;
-  banner.hidden = !text;
-}
+const $ = (sel) => document.querySelector(sel);
+const grid = $("#grid");
+const banner = $("#banner");
+const tiles = new Map();
+const detail = new Detail($("#detail"));
+const panel = new ScalingPanel($("#kinds"));
+const state = {
+  wsOpen: false, attempt: 0, retryAt: 0, gatewayUp: null, kafkaUp: null, auth: false,
+  downSince: null,
+};
+
+const onScreen = new IntersectionObserver((entries) => {
+  for (const e of entries) tiles.get(e.target.dataset.stream)?.setVisible(e.isIntersecting);
+});
 
 function tileFor(stream) {
   let t = tiles.get(stream);
   if (t) return t;
-  const el = document.createElement("section");
-  el.className = "tile";
-  el.dataset.stream = stream;
-  el.innerHTML = `<canvas width="640" height="480"></canvas>
-    <div class="meta"><span class="name"></span><span class="status"></span>
-    <span class="fps"></span><span class="latency"></span><span class="dets"></span></div>`;
-  el.querySelector(".name").textContent = stream;
-  grid.appendChild(el);
-  t = { el, canvas: el.querySelector("canvas"), recent: [], results: 0 };
+  t = new Tile(stream, (tile) => detail.open(tile));
   tiles.set(stream, t);
+  onScreen.observe(t.el);
+  const after = [...tiles.keys()].sort().find((s) => s > stream);
+  grid.insertBefore(t.el, after ? tiles.get(after).el : null);
+  $("#empty").hidden = true;
   return t;
 }
 
-function setText(t, cls, text) { t.el.querySelector("." + cls).textContent = text; }
-
-async function onResult(header, jpeg) {
-  const t = tileFor(header.stream);
-  const now = performance.now();
-  t.recent.push(now);
-  while (t.recent.length && t.recent[0] < now - 5000) t.recent.shift();
-  t.results += 1;
-  t.el.dataset.results = String(t.results);
-  t.el.dataset.detections = String(header.detections.length);
-  t.el.dataset.seq = String(header.seq);
-  setText(t, "fps", `${(t.recent.length / 5).toFixed(1)} fps`);
-  setText(t, "latency", `${Math.max(0, Date.now() - header.ts_ms)} ms`);
-  setText(t, "dets", `${header.detections.length} ${header.kind}`);
-  await drawFrame(t.canvas, jpeg, header);
+function removeTile(stream) {
+  const t = tiles.get(stream);
+  if (!t) return;
+  onScreen.unobserve(t.el);
+  t.el.remove();
+  tiles.delete(stream);
+  $("#empty").hidden = tiles.size > 0;
 }
 
-function connect() {
-  const proto = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${proto}://${location.host}/ws/streams?ids=*`);
-  socket.binaryType = "arraybuffer";
-  socket.onopen = () => { backoff = 500; showBanner(""); };
-  socket.onmessage = (ev) => {
-    const { header, jpeg } = unpack(ev.data);
-    if (header.type === "result") onResult(header, jpeg);
-    else if (header.type === "stream") updateStream(header.info);
-  };
-  socket.onclose = () => {
-    showBanner("Gateway unreachable — reconnecting…");
-    setTimeout(connect, backoff);
-    backoff = Math.min(backoff * 2, 10000);
-  };
+function onMessage(h, jpeg) {
+  switch (h.type) {
+    case "hello":
+      state.kafkaUp = h.kafka;
+      for (const info of h.info || []) tileFor(info.stream).setInfo(info);
+      break;
+    case "result": tileFor(h.stream).onResult(h, jpeg); break;
+    case "frame": tileFor(h.stream).onFrame(h, jpeg); break;
+    case "stream": tileFor(h.info.stream).setInfo(h.info); break;
+    case "removed": removeTile(h.stream); break;
+    case "status": state.kafkaUp = h.kafka; break;
+    default: return;
+  }
+  if (h.type === "hello" || h.type === "status") render();
 }
 
-function updateStream(info) {
-  const t = tileFor(info.stream);
-  const s = t.el.querySelector(".status");
-  s.textContent = info.status + (info.message ? `: ${info.message}` : "");
-  s.className = `status status-${info.status}`;
+const socket = new ReconnectingSocket(() => socketURL("/ws/streams?ids=*"), {
+  onMessage,
+  onState(s) {
+    state.wsOpen = s.open;
+    state.attempt = s.attempt;
+    state.retryAt = s.open ? 0 : Date.now() + s.retryInMs;
+    if (s.open) state.auth = false;
+    if (s.code === 4401) state.auth = true;
+    document.body.dataset.ws = s.open ? "open" : "closed";
+    render();
+  },
+});
+
+function setBanner(kind, html) {
+  banner.dataset.kind = kind || "";
+  banner.hidden = !kind;
+  if (kind) banner.innerHTML = html;
+  document.body.dataset.banner = kind || "";
+}
+
+function since() {
+  return state.downSince ? ` since ${new Date(state.downSince).toLocaleTimeString()}` : "";
+}
+
+function render() {
+  const gatewayDown = state.gatewayUp === false || (!state.wsOpen && state.attempt > 0);
+  const down = gatewayDown || state.kafkaUp === false;
+  if (down && !state.downSince) state.downSince = Date.now();
+  if (!down) state.downSince = null;
+  if (state.auth) {
+    setBanner("auth", `<b>This gateway needs a token.</b>
+      <form id="token-form"><input name="token" type="password" placeholder="token"
+      autocomplete="off"><button>Use token</button></form>`);
+    $("#token-form").onsubmit = (ev) => {
+      ev.preventDefault();
+      setToken(ev.target.token.value.trim());
+      state.auth = false;
+      socket.reconnectNow();
+      refresh();
+    };
+  } else if (gatewayDown) {
+    const secs = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
+    const retry = state.wsOpen ? "" : ` — reconnecting${secs ? ` in ${secs} s` : "…"}` +
+      ` (attempt ${state.attempt})`;
+    setBanner("gateway", `<b>Gateway unreachable${since()}</b>${retry}.
+      Tiles show the last picture received.`);
+  } else if (state.kafkaUp === false) {
+    setBanner("kafka", `<b>Kafka is unreachable${since()}.</b> The gateway is up but no new
+      frames or results arrive; they resume by themselves when Kafka is back.`);
+  } else {
+    setBanner("", "");
+  }
+  if (gatewayDown) state.kafkaUp = null; // unknown while the gateway cannot tell us
+  const pill = $("#pill-kafka");
+  pill.textContent = state.kafkaUp === false ? "Kafka down" : state.kafkaUp ? "Kafka ok" : "Kafka …";
+  pill.className = `pill ${state.kafkaUp === false ? "bad" : state.kafkaUp ? "good" : ""}`;
+  const ws = $("#pill-ws");
+  ws.textContent = state.wsOpen ? "live" : "offline";
+  ws.className = `pill ${state.wsOpen ? "good" : "bad"}`;
 }
 
 async function refresh() {
   try {
-    const r = await fetch("/api/streams");
-    if (!r.ok) throw new Error(`HTTP ${r.status}`);
-    const streams = await r.json();
-    for (const s of streams) updateStream(s);
-    const ready = await fetch("/readyz");
-    summary.textContent = `${streams.length} stream(s)` + (ready.ok ? "" : " — Kafka unreachable");
-    if (!ready.ok) showBanner("Kafka is unreachable — results will resume when it is back");
+    const [streams, kinds, ready] = await Promise.all([
+      getJSON("/api/streams"), getJSON("/api/kinds?minutes=10"), getJSON("/readyz"),
+    ]);
+    state.gatewayUp = true;
+    state.auth = false;
+    state.kafkaUp = ready.ok || (ready.body && ready.body.status !== "waiting for kafka");
+    if (streams.ok) {
+      for (const v of streams.body) tileFor(v.stream).setStats(v);
+      const live = streams.body.filter((v) => v.status === "live").length;
+      const fin = streams.body.reduce((a, v) => a + (v.stats ? v.stats.fps_in : 0), 0);
+      const fout = streams.body.reduce((a, v) => a + (v.stats ? v.stats.fps_out : 0), 0);
+      $("#sum-streams").textContent = `${streams.body.length} streams · ${live} live`;
+      $("#sum-fps").textContent = `${fin.toFixed(1)} fps in · ${fout.toFixed(1)} inferred`;
+    }
+    if (kinds.ok) panel.update(kinds.body);
   } catch (e) {
-    summary.textContent = "gateway unreachable";
+    if (e instanceof AuthError) state.auth = true;
+    else state.gatewayUp = false;
   }
+  for (const t of tiles.values()) t.refreshStatus();
+  detail.update();
+  render();
 }
 
-connect();
+socket.start();
 refresh();
-setInterval(refresh, 2000);
+setInterval(refresh, POLL_MS);
+setInterval(render, 1000); // the banner's countdown

@@ -1,27 +1,105 @@
-// Draws a frame and its detections on a canvas; boxes are normalised 0..1 in the wire format.
-export async function drawFrame(canvas, jpeg, header) {
-  const ctx = canvas.getContext("2d");
-  if (jpeg) {
-    const bitmap = await createImageBitmap(new Blob([jpeg], { type: "image/jpeg" }));
-    if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
-      canvas.width = bitmap.width;
-      canvas.height = bitmap.height;
-    }
-    ctx.drawImage(bitmap, 0, 0);
-    bitmap.close();
-  }
-  drawBoxes(ctx, canvas.width, canvas.height, header.detections || []);
+// Draws frames and their detections; boxes are normalised 0..1 in the wire format.
+// The first model of a stream is drawn green, a second magenta, then amber and sky blue.
+export const MODEL_COLOURS = ["#00e05a", "#ff4fd8", "#ffb300", "#40c4ff"];
+
+const modelIndex = new Map(); // model name -> colour index, in order of first appearance
+
+// One colour per model for the whole page, so a model looks the same on every tile.
+export function colourOf(model) {
+  if (!modelIndex.has(model)) modelIndex.set(model, modelIndex.size);
+  return MODEL_COLOURS[modelIndex.get(model) % MODEL_COLOURS.length];
 }
 
-export function drawBoxes(ctx, w, h, detections) {
-  ctx.lineWidth = Math.max(2, Math.round(w / 240));
-  ctx.font = `${Math.max(12, Math.round(w / 40))}px system-ui, sans-serif`;
-  for (const d of detections) {
-    const [x1, y1, x2, y2] = d.box;
-    ctx.strokeStyle = "#0f0";
-    ctx.strokeRect(x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h);
-    const text = `${d.label} ${(d.score * 100).toFixed(0)}%`;
-    ctx.fillStyle = "#0f0";
-    ctx.fillText(text, x1 * w + 2, Math.max(12, y1 * h - 4));
+// Decode only the newest JPEG: while one decode runs, later ones replace the waiting one.
+export class FrameDecoder {
+  constructor() {
+    this.bitmap = null;
+    this.header = null; // the header of the frame in `bitmap`
+    this.key = null;
+    this.busy = false;
+    this.next = null;
   }
+
+  // Resolves true when the caller should draw `bitmap` (now the newest frame asked for);
+  // false when a decode already running will pick this frame up and its caller draws it.
+  async load(key, jpeg, header) {
+    if (key === this.key) {
+      this.header = header; // same frame, maybe more results on it now
+      return true;
+    }
+    if (this.busy) {
+      this.next = { key, jpeg, header };
+      return false;
+    }
+    this.busy = true;
+    try {
+      let job = { key, jpeg, header };
+      while (job) {
+        const bitmap = await createImageBitmap(new Blob([job.jpeg], { type: "image/jpeg" }));
+        if (this.bitmap) this.bitmap.close();
+        this.bitmap = bitmap;
+        this.key = job.key;
+        this.header = job.header;
+        job = this.next;
+        this.next = null;
+      }
+    } catch (e) {
+      console.warn("frame decode failed", e);
+      this.next = null;
+    } finally {
+      this.busy = false;
+    }
+    return this.bitmap !== null;
+  }
+}
+
+export function drawBitmap(canvas, bitmap, dim = false) {
+  const ctx = canvas.getContext("2d");
+  if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
+    canvas.width = bitmap.width;
+    canvas.height = bitmap.height;
+  }
+  ctx.drawImage(bitmap, 0, 0);
+  if (dim) {
+    ctx.fillStyle = "rgba(10, 12, 16, 0.55)";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+  }
+  return ctx;
+}
+
+// layers: [{detections, colour, prefix}] — returns the number of boxes drawn.
+export function drawBoxes(canvas, layers) {
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width;
+  const h = canvas.height;
+  const line = Math.max(2, Math.round(w / 220));
+  const size = Math.max(12, Math.round(w / 42));
+  ctx.lineWidth = line;
+  ctx.font = `600 ${size}px system-ui, sans-serif`;
+  ctx.textBaseline = "top";
+  let n = 0;
+  layers.forEach(({ detections, colour, prefix }, li) => {
+    for (const d of detections) {
+      const [x1, y1, x2, y2] = d.box;
+      const bx = x1 * w;
+      const by = y1 * h;
+      const bh = (y2 - y1) * h;
+      ctx.strokeStyle = colour;
+      ctx.strokeRect(bx, by, (x2 - x1) * w, bh);
+      const text = `${prefix}${d.label} ${Math.round(d.score * 100)}%`;
+      const tw = ctx.measureText(text).width + size * 0.6;
+      const th = size * 1.35;
+      // The first model's label sits above its box, the next ones below theirs, so labels of
+      // models that found the same object do not cover each other.
+      const above = by - th >= 0 ? by - th : by;
+      const below = by + bh + th <= h ? by + bh : by + bh - th;
+      const ty = li % 2 === 0 ? above : below;
+      ctx.fillStyle = colour;
+      ctx.fillRect(bx - line / 2, ty, tw, th);
+      ctx.fillStyle = "#0b0d12";
+      ctx.fillText(text, bx + size * 0.3 - line / 2, ty + size * 0.18);
+      n += 1;
+    }
+  });
+  return n;
 }

@@ -1,5 +1,5 @@
 // Binary websocket messages: u32 big-endian header length, UTF-8 JSON header, JPEG bytes.
-// See docs/wire-format.md.
+// See docs/wire-format.md ("Websocket messages").
 const decoder = new TextDecoder();
 
 export function unpack(buffer) {

@@ -1,0 +1,176 @@
+"""The gateway's one Kafka consumer, on its own thread.
+
+Manual assignment, no consumer group: every replica reads every stream. Frames and results
+topics start at their end when the gateway starts; the stream registry from its beginning.
+Every `metadata_refresh_s` the thread looks for topics and partitions that appeared since (a new
+kind, more partitions) and reads them from the moment it last looked, so nothing created after
+start is missed. Kafka going away never ends the thread: librdkafka reconnects by itself, and a
+consumer that cannot be set up is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+
+from evi.topics import Topics
+from gateway.settings import GatewaySettings
+
+log = logging.getLogger("evi.gateway.feed")
+
+Batch = list[Message]
+KIND = re.compile(r"^[a-z][a-z0-9-]{0,31}$")  # evi.topics.check_kind's rule
+
+
+def kinds_in(names: Iterable[str], topics: Topics, wanted: list[str]) -> list[str]:
+    """Kinds whose frames or results topic exists (only `wanted` ones, if any are given)."""
+    found = set()
+    for name in names:
+        for head in (f"{topics.prefix}.frames.", f"{topics.prefix}.results."):
+            kind = name[len(head) :]
+            if name.startswith(head) and KIND.match(kind):
+                found.add(kind)
+    return sorted(found & set(wanted) if wanted else found)
+
+
+class Feed:
+    """Polls Kafka and hands each batch to `on_batch` (called on the polling thread)."""
+
+    def __init__(
+        self,
+        s: GatewaySettings,
+        on_batch: Callable[[Batch], None],
+        on_idle: Callable[[], None],
+        on_assigned: Callable[[], None],
+    ) -> None:
+        self.s = s
+        self.topics = Topics(s.topics)
+        self.on_batch = on_batch
+        self.on_idle = on_idle
+        self.on_assigned = on_assigned
+        self.kinds: tuple[str, ...] = ()
+        self.partitions: dict[str, int] = {}  # assigned topic -> partitions
+        self.records = 0
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="gateway-feed", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+
+    def _consumer(self) -> Consumer:
+        cfg: dict[str, Any] = self.s.kafka.client_config() | {
+            "group.id": f"evi-gateway-{uuid.uuid4().hex[:12]}",  # never joined: manual assign
+            "enable.auto.commit": False,
+            "auto.offset.reset": "latest",  # only after an offset went out of range
+            "fetch.max.bytes": 64 << 20,
+            "max.partition.fetch.bytes": self.s.topics.max_message_bytes + (64 << 10),
+            "fetch.wait.max.ms": 50,
+            "topic.metadata.refresh.interval.ms": 10_000,
+            "reconnect.backoff.max.ms": 2000,
+        }
+        return Consumer(cfg, logger=log)
+
+    def _wanted(self, c: Consumer) -> dict[str, int]:
+        """Topics to read now and their partition counts."""
+        md = c.list_topics(timeout=5)
+        existing = {name: t for name, t in md.topics.items() if t.error is None}
+        kinds = kinds_in(existing, self.topics, self.s.kinds)
+        self.kinds = tuple(kinds)
+        names = [self.topics.frames(k) for k in kinds] + [self.topics.results(k) for k in kinds]
+        out = {n: len(existing[n].partitions) for n in names if n in existing}
+        if self.topics.streams in existing:
+            out[self.topics.streams] = len(existing[self.topics.streams].partitions)
+        return out
+
+    def _start_offsets(
+        self, c: Consumer, topic: str, parts: list[int], since_ms: int | None
+    ) -> list[TopicPartition]:
+        """From the end now (since_ms None) or from the first record at/after since_ms."""
+        if topic == self.topics.streams:
+            return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts]
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in parts}
+        if since_ms is None:
+            return [TopicPartition(topic, p, ends[p]) for p in parts]
+        found = c.offsets_for_times([TopicPartition(topic, p, since_ms) for p in parts], timeout=5)
+        return [
+            TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else ends[tp.partition])
+            for tp in found
+        ]
+
+    def _assign_new(self, c: Consumer, since_ms: int | None) -> int:
+        wanted = self._wanted(c)
+        new: list[TopicPartition] = []
+        for topic, n in wanted.items():
+            have = self.partitions.get(topic, 0)
+            if n > have:
+                new += self._start_offsets(c, topic, list(range(have, n)), since_ms)
+        if new:
+            c.incremental_assign(new)
+            for topic, n in wanted.items():
+                self.partitions[topic] = max(n, self.partitions.get(topic, 0))
+            if since_ms is not None:
+                log.info("reading new topic partitions: %s",
+                         ", ".join(sorted({f"{tp.topic}[{tp.partition}]" for tp in new})))
+        return len(new)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            c: Consumer | None = None
+            try:
+                c = self._consumer()
+                self.partitions = {}
+                looked_ms = int(time.time() * 1000)
+                self._assign_new(c, None)
+                if not self.partitions:
+                    log.warning("no %s.* topics yet; run `evi kafka topics`", self.topics.prefix)
+                self.on_assigned()
+                self._poll(c, looked_ms)
+            except KafkaException as e:
+                log.warning("gateway cannot reach Kafka: %s; retrying", e)
+                self._stop.wait(2.0)
+            except Exception:  # a dead feed would serve nothing while looking alive
+                log.exception("gateway Kafka consumer failed; starting a new one")
+                self.restarts += 1
+                self._stop.wait(2.0)
+            finally:
+                if c is not None:
+                    c.close()
+
+    def _poll(self, c: Consumer, looked_ms: int) -> None:
+        next_look = time.monotonic() + self.s.metadata_refresh_s
+        while not self._stop.is_set():
+            # consume() waits its whole timeout unless the batch fills up: take what is there
+            # now, else block in poll(), which returns as soon as one record arrives.
+            batch = c.consume(num_messages=500, timeout=0)
+            if not batch:
+                first = c.poll(0.1)
+                batch = [first, *c.consume(num_messages=499, timeout=0)] if first else []
+            if batch:
+                self.records += len(batch)
+                self.on_batch(batch)
+            else:
+                self.on_idle()
+            if time.monotonic() >= next_look:
+                now_ms = int(time.time() * 1000)
+                try:
+                    # Records of topics created since the last look start after it, minus slack
+                    # for clocks: a topic's first seconds are never skipped.
+                    self._assign_new(c, looked_ms - 2000)
+                    looked_ms = now_ms
+                except KafkaException as e:
+                    log.warning("metadata refresh failed (Kafka away?): %s", e)
+                next_look = time.monotonic() + self.s.metadata_refresh_s
