@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: dev test test-unit lint setup kafka kafka-stop models bench e2e-deps clean
+.PHONY: dev test test-unit lint setup kafka kafka-stop models bench test-deps clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -36,12 +36,14 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy evi producers processors gateway
 	$(VENV)/bin/lint-imports
 
-# Browser tests need Debian's chromium (apt); CI installs it, `make e2e-deps` does it by hand.
-e2e-deps:
-	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+# System packages some tests use: Debian's chromium (browser test), kcat (replay recipes),
+# libturbojpeg0 (third JPEG encoder). CI installs them; `make test-deps` does it by hand.
+test-deps:
+	bash .ci/system-deps
 
 # The test command: lint, then every test on the real broker (started here if not running).
 test: setup
+	bash .ci/system-deps
 	$(MAKE) lint
 	bash deploy/kafka/kafka.sh start
 	$(PY) -m pytest -q

@@ -3,106 +3,175 @@
     .venv/bin/python bench/producer.py                 # real broker on 127.0.0.1:9092
     .venv/bin/python bench/producer.py --mock          # librdkafka's in-process mock cluster
 
-Encode: ms per frame (one core) for cv2.imencode and simplejpeg at q80, 4:2:0.
-Publish: process CPU per frame for Publisher.submit -> librdkafka -> broker ack (acks=all,
-idempotent), with pre-encoded JPEGs, i.e. publishing overhead excluding capture and encode.
-Raw: the same records through bare confluent-kafka produce() + a poll thread (the floor).
-submit ms: wall time of Publisher.submit on the capture thread (includes waiting for room).
-frames/s/core = 1 / (encode + publish CPU per frame).
+Encode: CPU ms per frame (thread CPU time, one core) of each available encoder at q80 4:2:0 on
+the sample clip; the encoders take turns in small batches so load changes hit them alike;
+median over batches. Publish: process CPU ms per frame (user + system, every thread, i.e. the
+capture thread's submit, the sender and poll threads, librdkafka's threads and the kernel's TCP
+work) for Publisher.submit -> librdkafka -> broker ack (acks=all, idempotent, WAIT backpressure
+so nothing is dropped) with pre-encoded JPEGs: publishing overhead excluding capture and encode.
+Raw: the same records through bare confluent-kafka produce() + a poll thread (the floor under
+Publisher); publish and raw runs alternate. submit ms: wall time of Publisher.submit on the
+capture thread (includes waiting for room). Publisher alone: the same with librdkafka replaced
+by a null producer that acknowledges at once, i.e. our own threads, queues, callbacks and metrics.
+Each publish number is the median of --runs runs. frames/s/core = 1000 / (encode ms + publish ms).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
+import resource
 import statistics
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from confluent_kafka import Producer, libversion
 
 from evi.kafka import ensure_topics
 from evi.settings import KafkaSettings, TopicSettings
 from evi.topics import Topics
 from evi.wire import FrameMeta, frame_headers
-from producers.encode import Backend, Encoder
+from producers.encode import BACKENDS, Backend, Encoder, unavailable
 from producers.metrics import ProducerMetrics
-from producers.publisher import Pending, Publisher, producer_config
+from producers.publisher import Backpressure, Pending, Publisher, producer_config
 from producers.sample import SampleClip
 from producers.settings import PublisherSettings
 
 SIZES = [(640, 480), (1280, 720)]
 QUALITY = 80
+MAX_MESSAGE = 4 << 20
 
 
-def bench_encode(w: int, h: int, backend: Backend, n: int) -> tuple[float, int]:
-    """Best-of-3 mean ms per frame and mean JPEG bytes."""
+def load_avg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def bench_encode(w: int, h: int, backends: list[Backend], batches: int,
+                 per_batch: int) -> dict[Backend, tuple[float, float, int]]:
+    """Per backend: (median CPU ms, median wall ms, mean JPEG bytes), interleaved batches."""
     clip = SampleClip(w, h, 30)
     frames = [clip.frame(i) for i in range(10)]
-    enc = Encoder(QUALITY, backend=backend)
-    sizes = [len(enc.encode(f)) for f in frames]
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for i in range(n):
-            enc.encode(frames[i % len(frames)])
-        best = min(best, (time.perf_counter() - t0) / n * 1000)
-    return best, int(statistics.mean(sizes))
+    encs = {b: Encoder(QUALITY, backend=b) for b in backends}
+    sizes = {b: int(statistics.mean(len(e.encode(f)) for f in frames)) for b, e in encs.items()}
+    cpu: dict[Backend, list[float]] = {b: [] for b in backends}
+    wall: dict[Backend, list[float]] = {b: [] for b in backends}
+    for _ in range(batches):
+        for b, enc in encs.items():
+            c0, t0 = time.thread_time(), time.perf_counter()
+            for i in range(per_batch):
+                enc.encode(frames[i % len(frames)])
+            cpu[b].append((time.thread_time() - c0) / per_batch * 1000)
+            wall[b].append((time.perf_counter() - t0) / per_batch * 1000)
+    return {b: (statistics.median(cpu[b]), statistics.median(wall[b]), sizes[b])
+            for b in backends}
+
+
+def client_config(kafka: KafkaSettings, client_id: str, mock: bool) -> dict[str, Any]:
+    cfg = producer_config(kafka, PublisherSettings(), MAX_MESSAGE, client_id)
+    if mock:
+        cfg = {k: v for k, v in cfg.items() if k != "bootstrap.servers"}
+        cfg["test.mock.num.brokers"] = 1
+    return cfg
+
+
+def cpu_now() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process, all threads (librdkafka's included)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
+
+
+def wait_acked(count: object, want: int, seconds: float = 60.0) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if count() >= want:  # type: ignore[operator]
+            return
+        time.sleep(0.01)
+    raise SystemExit(f"only {count()} of {want} frames acknowledged in {seconds:g}s")  # type: ignore[operator]
+
+
+class NullProducer:
+    """Stands in for librdkafka: takes records, acknowledges them on poll. With it the bench
+    measures the Publisher's own machinery (threads, queues, callbacks, metrics) alone."""
+
+    def __init__(self, config: object) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[Callable[[None, None], None]] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes, headers: object = None,
+                on_delivery: Callable[[None, None], None] | None = None) -> None:
+        with self._lock:
+            if on_delivery is not None:
+                self._pending.append(on_delivery)
+
+    def poll(self, timeout: float = 0.0) -> int:
+        with self._lock:
+            done, self._pending = self._pending, []
+        for cb in done:
+            cb(None, None)
+        if not done:
+            time.sleep(min(timeout, 0.001))
+        return len(done)
+
+    def flush(self, timeout: float = -1) -> int:
+        self.poll()
+        return 0
+
+    def purge(self, in_queue: bool = True, in_flight: bool = True) -> None:
+        pass
 
 
 def bench_publish(kafka: KafkaSettings, topic: str, jpegs: list[bytes], n: int,
-                  mock: bool) -> tuple[float, float, float]:
-    """(CPU ms per frame, wall frames/s, submit() ms per frame on the caller's thread)."""
+                  mock: bool, null: bool = False) -> tuple[float, float, float, float]:
+    """(user CPU ms, system CPU ms per frame, wall frames/s, submit() wall ms per frame)."""
     settings = PublisherSettings(queue_frames=64)
-    cfg = producer_config(kafka, settings, 4 << 20, "bench")
-    if mock:
-        cfg = {k: v for k, v in cfg.items() if k != "bootstrap.servers"}
-        cfg["test.mock.num.brokers"] = 1
-    pub = Publisher(cfg, settings, 4 << 20, ProducerMetrics())
+    factory: Callable[[dict[str, Any]], Any] = NullProducer if null else Producer
+    pub = Publisher(client_config(kafka, "bench", mock), settings, MAX_MESSAGE,
+                    ProducerMetrics(), factory)
     pub.add_stream("bench")
     pub.start()
     targets = (("face", topic),)
-    # warm up: connection, metadata, producer id
-    for i in range(20):
-        pub.submit(Pending("bench", i, jpegs[0], [], targets, time.monotonic()), wait=True)
-    for _ in range(200):
-        if pub.stats("bench").acked >= 20:
-            break
-        time.sleep(0.05)
-    base = pub.stats("bench").acked
-    submit_s = 0.0
-    c0, t0 = time.process_time(), time.perf_counter()
-    for i in range(n):
-        meta = FrameMeta("bench", i, 0, 640, 480, "bench")
-        item = Pending("bench", i, jpegs[i % len(jpegs)], frame_headers(meta), targets,
-                       time.monotonic())
-        s0 = time.perf_counter()
-        pub.submit(item, wait=True)
-        submit_s += time.perf_counter() - s0
-    for _ in range(1200):  # at most 60 s
-        if pub.stats("bench").acked >= base + n:
-            break
-        time.sleep(0.05)
-    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-    acked = pub.stats("bench").acked - base
-    pub.close(10)
-    if acked < n:
-        raise SystemExit(f"only {acked} of {n} frames acknowledged")
-    return cpu / n * 1000, n / wall, submit_s / n * 1000
+    w, h = 640, 480
+    try:
+        for i in range(20):  # warm up: connection, metadata, producer id
+            pub.submit(Pending("bench", i, jpegs[0], [], targets, time.monotonic()),
+                       Backpressure.WAIT)
+        wait_acked(lambda: pub.stats("bench").acked, 20)
+        base = pub.stats("bench").acked
+        submit_s = 0.0
+        (u0, s0_), t0 = cpu_now(), time.perf_counter()
+        for i in range(n):
+            meta = FrameMeta("bench", i, 0, w, h, "bench")
+            item = Pending("bench", i, jpegs[i % len(jpegs)], frame_headers(meta), targets,
+                           time.monotonic())
+            s0 = time.perf_counter()
+            pub.submit(item, Backpressure.WAIT)
+            submit_s += time.perf_counter() - s0
+        wait_acked(lambda: pub.stats("bench").acked, base + n)
+        (u1, s1), wall = cpu_now(), time.perf_counter() - t0
+    finally:
+        pub.close(10)
+    if pub.stats("bench").dropped:
+        raise SystemExit(f"frames dropped: {dict(pub.stats('bench').dropped)}")
+    return (u1 - u0) / n * 1000, (s1 - s0_) / n * 1000, n / wall, submit_s / n * 1000
 
 
 def bench_raw(kafka: KafkaSettings, topic: str, jpegs: list[bytes], n: int,
-              mock: bool) -> float:
-    """CPU ms per frame of bare confluent-kafka produce + poll thread: the floor under Publisher."""
-    import threading
-
-    from confluent_kafka import Producer
-
-    cfg = producer_config(kafka, PublisherSettings(), 4 << 20, "bench-raw")
-    if mock:
-        cfg = {k: v for k, v in cfg.items() if k != "bootstrap.servers"}
-        cfg["test.mock.num.brokers"] = 1
-    p = Producer(cfg)
+              mock: bool) -> tuple[float, float]:
+    """(user, system) CPU ms per frame of bare confluent-kafka produce + a poll thread."""
+    p = Producer(client_config(kafka, "bench-raw", mock))
     acked = [0]
 
     def on_delivery(err: object, msg: object) -> None:
@@ -118,33 +187,34 @@ def bench_raw(kafka: KafkaSettings, topic: str, jpegs: list[bytes], n: int,
     poller.start()
     headers: list[tuple[str, str | bytes | None]] = list(
         frame_headers(FrameMeta("bench", 0, 0, 640, 480, "bench")))
-    for _ in range(20):
-        p.produce(topic, jpegs[0], b"bench", on_delivery=on_delivery)
-    p.flush(10)
-    base = acked[0]
-    c0 = time.process_time()
-    for i in range(n):
-        for _ in range(10_000):
-            try:
-                p.produce(topic, jpegs[i % len(jpegs)], b"bench", headers=headers,
-                          on_delivery=on_delivery)
-                break
-            except BufferError:
-                time.sleep(0.001)
-    for _ in range(1200):
-        if acked[0] >= base + n:
-            break
-        time.sleep(0.05)
-    cpu = time.process_time() - c0
-    stop.set()
-    poller.join(1)
-    p.flush(5)
-    return cpu / n * 1000
+    try:
+        for _ in range(20):
+            p.produce(topic, jpegs[0], b"bench", on_delivery=on_delivery)
+        wait_acked(lambda: acked[0], 20)
+        base = acked[0]
+        u0, s0 = cpu_now()
+        for i in range(n):
+            for _ in range(10_000):
+                try:
+                    p.produce(topic, jpegs[i % len(jpegs)], b"bench", headers=headers,
+                              on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    time.sleep(0.001)
+        wait_acked(lambda: acked[0], base + n)
+        u1, s1 = cpu_now()
+    finally:
+        stop.set()
+        poller.join(1)
+        p.flush(5)
+    return (u1 - u0) / n * 1000, (s1 - s0) / n * 1000
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=1000)
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--frames", type=int, default=3000, help="frames per publish run")
+    ap.add_argument("--runs", type=int, default=3, help="publish runs per size (median)")
+    ap.add_argument("--batches", type=int, default=40, help="encode batches per encoder")
     ap.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
     ap.add_argument("--mock", action="store_true", help="librdkafka mock cluster, no broker")
     args = ap.parse_args(argv)
@@ -152,24 +222,56 @@ def main(argv: list[str] | None = None) -> int:
     topics = Topics(TopicSettings(prefix="evibench", frame_partitions=1))
     if not args.mock:
         ensure_topics(kafka, topics.specs(["face"]))
-    print(f"{'size':>9} {'encoder':>10} {'KB':>5} {'encode ms':>9} {'publish CPU ms':>14} "
-          f"{'raw CPU ms':>10} {'submit ms':>9} {'publish fps':>11} {'fps/core':>8}")
+    backends = [b for b in BACKENDS if not unavailable(b)]
+    missing = [f"{b} ({unavailable(b)})" for b in BACKENDS if b not in backends]
+    load0 = load_avg()
+    print(f"{cpu_model()}, {os.cpu_count()} cores; librdkafka {libversion()[0]}; "
+          f"load average at start {load0}")
+    if missing:
+        print("not measured: " + "; ".join(missing))
+    enc_rows: list[str] = []
+    pub_rows: list[str] = []
     for w, h in SIZES:
-        enc = {b: bench_encode(w, h, b, 200) for b in ("cv2", "simplejpeg")}
+        enc = bench_encode(w, h, backends, args.batches, 20)
         clip = SampleClip(w, h, 30)
-        encoder = Encoder(QUALITY)
+        encoder = Encoder(QUALITY, backend=backends[0])
         jpegs = [encoder.encode(clip.frame(i)) for i in range(10)]
-        runs = sorted(bench_publish(kafka, topics.frames("face"), jpegs, args.frames, args.mock)
-                      for _ in range(3))
-        pub_cpu, pub_fps, submit_ms = runs[1]  # the median run (by CPU per frame)
-        raw = sorted(bench_raw(kafka, topics.frames("face"), jpegs, args.frames, args.mock)
-                     for _ in range(3))[1]
-        for backend, (ms, size) in enc.items():
-            per_core = 1000 / (ms + pub_cpu)
-            print(f"{w}x{h:<4} {backend:>10} {size / 1024:5.0f} {ms:9.2f} {pub_cpu:14.3f} "
-                  f"{raw:10.3f} {submit_ms:9.3f} {pub_fps:11.0f} {per_core:8.0f}")
+        runs, raws, nulls = [], [], []
+        for _ in range(args.runs):  # alternate, so drifting load hits all alike
+            runs.append(bench_publish(kafka, topics.frames("face"), jpegs, args.frames,
+                                      args.mock))
+            raws.append(bench_raw(kafka, topics.frames("face"), jpegs, args.frames, args.mock))
+            nulls.append(bench_publish(kafka, topics.frames("face"), jpegs, args.frames,
+                                       args.mock, null=True))
+        machinery = statistics.median(r[0] + r[1] for r in nulls)
+        user = statistics.median(r[0] for r in runs)
+        sys_ = statistics.median(r[1] for r in runs)
+        pub_cpu = statistics.median(r[0] + r[1] for r in runs)
+        pub_fps = statistics.median(r[2] for r in runs)
+        submit_ms = statistics.median(r[3] for r in runs)
+        raw = statistics.median(u + s for u, s in raws)
+        raw_user = statistics.median(u for u, _ in raws)
+        kb = statistics.mean(len(j) for j in jpegs) / 1024
+        pub_rows.append(
+            f"| {w}x{h} | {kb:.0f} | **{pub_cpu:.3f}** | {user:.3f} | {sys_:.3f} | {raw:.3f} | "
+            f"{raw_user:.3f} | {machinery:.3f} | {submit_ms:.3f} | {pub_fps:.0f} | "
+            f"{' '.join(f'{r[0] + r[1]:.3f}' for r in runs)} |")
+        for b, (cpu, wall, size) in enc.items():
+            enc_rows.append(f"| {w}x{h} | {b} | {size / 1024:.0f} | {cpu:.2f} | {wall:.2f} | "
+                            f"{pub_cpu:.3f} | {1000 / (cpu + pub_cpu):.0f} |")
     where = "librdkafka mock cluster" if args.mock else args.bootstrap_servers
-    print(f"({args.frames} frames per size to {where}; acks=all, idempotent, q{QUALITY})")
+    print(f"\nEncode + publish, q{QUALITY} 4:2:0 (frames/s/core = 1000 / (encode + publish CPU))")
+    print("| size | encoder | KB | encode CPU ms | encode wall ms | publish CPU ms | "
+          "frames/s/core |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    print("\n".join(enc_rows))
+    print(f"\nPublish only ({args.frames} frames x {args.runs} runs per size to {where}; "
+          "acks=all, idempotent, median)")
+    print("| size | KB | publish CPU ms/frame | user | sys | raw confluent-kafka CPU ms | "
+          "raw user | Publisher alone | submit wall ms | acked frames/s | runs (CPU ms) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("\n".join(pub_rows))
+    print(f"\nload average at start {load0}, at end {load_avg()}")
     return 0
 
 

@@ -49,8 +49,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--config", type=Path, help="streams file (.yaml/.yml/.toml)")
     ap.add_argument("--kind", dest="kinds", action="append",
                     help="inference kind to feed (repeatable; default face)")
-    ap.add_argument("--fps", type=float, help="frame-rate cap; 0 = as fast as possible "
-                                              "(default: the source's own rate)")
+    ap.add_argument("--fps", type=float,
+                    help="frame-rate cap (default: the source's own rate); 0 = as fast as "
+                         "possible, where files, images and sample: wait for the broker "
+                         "instead of dropping frames")
     ap.add_argument("--loop", action="store_true", default=None, help="replay recorded sources")
     ap.add_argument("--count", type=int, help="stop each stream after N frames")
     ap.add_argument("--width", type=int, help="resize before encoding (keeps aspect if alone)")

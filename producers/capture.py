@@ -2,6 +2,8 @@
 
 A failing source is reopened with capped exponential backoff and jitter; live sources that end
 are treated as failures, recorded sources end (or loop). Status changes go to the registry.
+When the publisher's queue is full, `backpressure_policy` decides between staying current
+(drop the oldest frame) and staying complete (wait for room).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from producers import metrics as m
 from producers.encode import Encoder
 from producers.metrics import ProducerMetrics
 from producers.pacing import Backoff, Clock, RateGate
-from producers.publisher import Pending, Publisher
+from producers.publisher import Backpressure, Pending, Publisher
 from producers.registry import ENDED, ERROR, LIVE, RECONNECTING, Registry
 from producers.settings import ProducerSettings, StreamConfig
 from producers.sources import Source, SourceError, make_source
@@ -34,6 +36,16 @@ class Outcome(Enum):
     COUNT = "count"  # --count frames were sent
     STOPPED = "stopped"  # shutdown was asked
     FAILED = "failed"  # the source broke mid-stream
+
+
+def backpressure_policy(source: Source, fps: float | None) -> Backpressure:
+    """Live sources (cameras, URLs) and recorded ones paced in real time (native rate or an fps
+    cap) drop their oldest pending frame: they stay current, and a camera must never be stalled.
+    Recorded sources read as fast as possible (fps 0: files, images, sample) wait for room:
+    reading a file later loses nothing, so every frame is delivered at the broker's pace."""
+    if not source.live and fps == 0:
+        return Backpressure.WAIT
+    return Backpressure.DROP_OLDEST
 
 
 def make_stream_source(cfg: StreamConfig, open_timeout_s: float) -> Source:
@@ -70,6 +82,7 @@ class StreamWorker(threading.Thread):
             fps=cfg.fps or 0.0, width=0, height=0, status=LIVE,
         )
         publisher.add_stream(cfg.id)
+        metrics.init_stream(cfg.id, cfg.kinds)
 
     def _status(self, status: str, message: str = "", **changes: object) -> None:
         if status == self.info.status and message == self.info.message and not changes:
@@ -97,6 +110,9 @@ class StreamWorker(threading.Thread):
         except SourceError as e:
             self._fail(str(e))
             return
+        log.info("stream=%s source=%s %s backpressure=%s", self.cfg.id, redact(self.cfg.source),
+                 "live" if source.live else "recorded",
+                 backpressure_policy(source, self.cfg.fps).value)
         while not self.stop.is_set():
             try:
                 source.open()
@@ -144,12 +160,12 @@ class StreamWorker(threading.Thread):
             clock = Clock(0.0 if cfg.fps == 0 else source.native_fps or DEFAULT_FPS,
                           time.monotonic())
         gate = RateGate(cfg.fps or 0.0)
-        unpaced = clock is not None and clock.period == 0.0  # recorded, as fast as possible
+        policy = backpressure_policy(source, cfg.fps)
         captured = self.metrics.captured.labels(cfg.id)
         fps_gauge = self.metrics.capture_fps.labels(cfg.id)
         encode_hist = self.metrics.encode_seconds.labels(cfg.id)
         dropped_fps = self.metrics.dropped.labels(cfg.id, m.FPS)
-        window_start, window_n = time.monotonic(), 0
+        window_start, window_n = 0.0, 0  # capture fps: frames after the window's first frame
         while not stop.is_set():
             if cfg.count is not None and self.seq >= cfg.count:
                 return Outcome.COUNT, ""
@@ -161,10 +177,14 @@ class StreamWorker(threading.Thread):
             now = time.monotonic()
             ts_ms = time.time_ns() // 1_000_000
             captured.inc()
+            if clock is not None:
+                clock.anchor(now)
+            if window_n == 0:
+                window_start = now  # not at open: a slow first frame is no frame rate
             window_n += 1
             if now - window_start >= 1.0:
-                fps_gauge.set(window_n / (now - window_start))
-                window_start, window_n = now, 0
+                fps_gauge.set((window_n - 1) / (now - window_start))
+                window_start, window_n = now, 1
             if not gate.admit(clock.tick() if clock is not None else now):
                 dropped_fps.inc()
                 continue
@@ -177,7 +197,7 @@ class StreamWorker(threading.Thread):
             meta = FrameMeta(cfg.id, self.seq, ts_ms, w, h, self.settings.producer_id)
             self.publisher.submit(
                 Pending(cfg.id, self.seq, jpeg, frame_headers(meta), self.targets, now),
-                wait=unpaced,
+                policy, stop,
             )
             self.seq += 1
         return Outcome.STOPPED, ""

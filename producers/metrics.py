@@ -13,7 +13,8 @@ FPS = "fps"  # over the target frame rate (never encoded)
 QUEUE_FULL = "queue_full"  # oldest pending frame pushed out by a newer one (backpressure)
 TOO_LARGE = "too_large"  # JPEG larger than the topic's max.message.bytes
 DELIVERY = "delivery_failed"  # the broker did not take it within message.timeout.ms
-SHUTDOWN = "shutdown"  # still pending when the flush timeout ran out
+SHUTDOWN = "shutdown"  # still pending when the flush timeout ran out, or refused while stopping
+REASONS = (FPS, QUEUE_FULL, TOO_LARGE, DELIVERY, SHUTDOWN)
 
 
 class ProducerMetrics:
@@ -60,6 +61,18 @@ class ProducerMetrics:
             "evi_producer_delivery_errors", "Frame records the broker did not take",
             ["stream", "error"], registry=r,
         )
+
+    def init_stream(self, stream: str, kinds: list[str]) -> None:
+        """Create a stream's series at 0, so dashboards and rate() see them before any event."""
+        self.captured.labels(stream)
+        self.bytes.labels(stream)
+        self.capture_fps.labels(stream)
+        self.encode_seconds.labels(stream)
+        self.reconnects.labels(stream)
+        for kind in kinds:
+            self.produced.labels(stream, kind)
+        for reason in REASONS:
+            self.dropped.labels(stream, reason)
 
     def dropped_count(self, stream: str, reason: str) -> float:
         v = self.registry.get_sample_value(

@@ -48,6 +48,12 @@ class Clock:
             due = now
         return max(0.0, due - now)
 
+    def anchor(self, now: float) -> None:
+        """Before the first tick: start media time now, when the first frame has arrived
+        (opening a source or decoding its first frame may be slow; that is no lag to catch up)."""
+        if self.n == 0:
+            self.origin = now
+
     def tick(self) -> float:
         """Count a frame read; return its media time in seconds."""
         t = self.n * self.period

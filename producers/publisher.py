@@ -1,10 +1,13 @@
-"""Frames to Kafka without ever blocking capture or growing memory.
+"""Frames to Kafka without ever growing memory, and without blocking live capture.
 
-Each stream has a small bounded queue in front of librdkafka; when it is full the OLDEST
-pending frame is dropped (counted as `queue_full`). One sender thread moves frames from the
-queues into librdkafka while the bytes handed over and not yet acknowledged stay under
-`max_inflight_bytes`; one poll thread serves delivery callbacks. A frame with several kinds is
-one queue entry and one record per kind topic (same JPEG bytes, same headers).
+Each stream has a small bounded queue in front of librdkafka. What happens when it is full is the
+stream's `Backpressure` policy: DROP_OLDEST (live sources, and recorded ones paced in real time)
+pushes the oldest pending frame out (counted as `queue_full`); WAIT (recorded sources read as fast
+as possible) blocks the capture thread until there is room, at most `block_timeout_s`, and only then
+drops the oldest. One sender thread moves frames from the queues into librdkafka while the bytes
+handed over and not yet acknowledged stay under `max_inflight_bytes`; one poll thread serves
+delivery callbacks. A frame with several kinds is one queue entry and one record per kind topic
+(same JPEG bytes, same headers).
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from evi.settings import KafkaSettings
 from producers import metrics as m
@@ -29,6 +33,14 @@ log = logging.getLogger("evi.producer.publisher")
 
 RECORD_OVERHEAD = 512  # key, headers and record framing, generously
 _PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
+_TOO_LARGE = KafkaError.MSG_SIZE_TOO_LARGE  # client-side or broker-side (topic limit)
+
+
+class Backpressure(Enum):
+    """What a stream does when its queue in front of librdkafka is full."""
+
+    DROP_OLDEST = "drop-oldest"  # stay current: the newest frame replaces the oldest pending one
+    WAIT = "wait"  # stay complete: block the capture thread for room (bounded), then drop oldest
 
 
 @dataclass(slots=True)
@@ -60,9 +72,17 @@ class StreamStats:
 
 
 def producer_config(
-    kafka: KafkaSettings, s: PublisherSettings, max_message_bytes: int, client_id: str
+    kafka: KafkaSettings,
+    s: PublisherSettings,
+    max_message_bytes: int,
+    client_id: str,
+    batch_limit: int | None = None,
 ) -> dict[str, Any]:
-    """librdkafka settings for 30-200 KB frames: acks=all, idempotent, uncompressed JPEG."""
+    """librdkafka settings for 30-200 KB frames: acks=all, idempotent, uncompressed JPEG.
+
+    `batch_limit`: the smallest max.message.bytes of the topics written; the broker checks a
+    whole batch against it, so batches must not grow past it."""
+    batch = min(s.batch_size, max_message_bytes, batch_limit or max_message_bytes)
     return kafka.client_config() | {
         "client.id": client_id,
         "acks": "all",
@@ -70,7 +90,7 @@ def producer_config(
         "max.in.flight.requests.per.connection": 5,
         "compression.type": "none",  # JPEG does not compress
         "linger.ms": s.linger_ms,
-        "batch.size": min(s.batch_size, max_message_bytes),
+        "batch.size": batch,
         "message.max.bytes": max_message_bytes,
         "queue.buffering.max.kbytes": 2 * s.max_inflight_bytes // 1024 + 1024,
         "queue.buffering.max.messages": 100_000,
@@ -89,12 +109,22 @@ class Publisher:
         max_message_bytes: int,
         metrics: ProducerMetrics,
         producer_factory: Callable[[dict[str, Any]], Any] = Producer,
+        topic_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.settings = settings
         self.max_message_bytes = max_message_bytes
+        # Topics whose max.message.bytes is below max_message_bytes: a record over it would be
+        # refused by the broker together with the rest of its batch, so it is never sent.
+        self._limits = {t: n for t, n in (topic_limits or {}).items() if n < max_message_bytes}
         self.metrics = metrics
         self._producer = producer_factory(config)
-        self._cond = threading.Condition()
+        # One lock; the sender waits on `_work` (a frame queued, or in-flight room while frames
+        # wait), a WAIT submitter on its stream's `_room`, so each wake-up goes only to a thread
+        # that can use it.
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._room: dict[str, threading.Condition] = {}
+        self._sender_blocked = False  # frames are queued but the in-flight cap is reached
         self._queues: dict[str, deque[Pending]] = {}
         self._stats: dict[str, StreamStats] = {}
         self._order: deque[str] = deque()
@@ -112,19 +142,20 @@ class Publisher:
         self._poller.start()
 
     def add_stream(self, stream: str) -> None:
-        with self._cond:
+        with self._lock:
             self._queues.setdefault(stream, deque())
+            self._room.setdefault(stream, threading.Condition(self._lock))
             self._stats.setdefault(stream, StreamStats())
             if stream not in self._order:
                 self._order.append(stream)
 
     def stats(self, stream: str) -> StreamStats:
-        with self._cond:
+        with self._lock:
             s = self._stats[stream]
             return StreamStats(s.frames, s.records, s.acked, Counter(s.dropped))
 
     def queued(self, stream: str) -> int:
-        with self._cond:
+        with self._lock:
             return len(self._queues[stream])
 
     @property
@@ -136,43 +167,63 @@ class Publisher:
         self._stats[stream].dropped[reason] += n
         self.metrics.dropped.labels(stream, reason).inc(n)
 
-    def submit(self, item: Pending, wait: bool = False) -> bool:
-        """Queue a frame. When the stream's queue is full, drop its oldest pending frame; with
-        `wait` (recorded sources read as fast as possible) first wait for room, at most about
-        one message timeout. False if the frame was refused (too large or closing)."""
+    def submit(
+        self,
+        item: Pending,
+        policy: Backpressure = Backpressure.DROP_OLDEST,
+        cancel: threading.Event | None = None,
+    ) -> bool:
+        """Queue a frame; when the stream's queue is full apply `policy` (see Backpressure).
+
+        A WAIT stops waiting when `cancel` is set or the publisher closes (the frame is then
+        refused and counted as `shutdown`). False if the frame was refused (too large, closing).
+        """
         size = len(item.value) + RECORD_OVERHEAD
-        with self._cond:
+        with self._lock:
             st = self._stats[item.stream]
             st.frames += 1
             st.records += len(item.targets)
             q = self._queues[item.stream]
-            if wait:
-                waits = int(self.settings.message_timeout_ms / 50) + 20
-                for _ in range(waits):
-                    if len(q) < self.settings.queue_frames or self._closing:
-                        break
-                    self._cond.wait(0.05)
             if size > self.max_message_bytes:
                 self._drop(item.stream, m.TOO_LARGE)
-                too_large = True
-            elif self._closing:
-                self._drop(item.stream, m.SHUTDOWN)
-                return False
             else:
-                too_large = False
+                if policy is Backpressure.WAIT and not self._wait_for_room(item.stream, cancel):
+                    self._drop(item.stream, m.SHUTDOWN)
+                    return False
+                if self._closing:
+                    self._drop(item.stream, m.SHUTDOWN)
+                    return False
                 if len(q) >= self.settings.queue_frames:
                     q.popleft()
                     self._drop(item.stream, m.QUEUE_FULL)
                 q.append(item)
-                self._cond.notify_all()
-        if too_large:
-            self._burst.problem(
-                f"too-large:{item.stream}",
-                f"stream={item.stream} seq={item.seq} frame is {len(item.value)} bytes, over the "
-                f"topic limit {self.max_message_bytes}: lower --quality or --width/--height",
-            )
-            return False
+                self._work.notify()
+                return True
+        self._too_large(item.stream, item.seq, len(item.value),
+                        f"the topic limit {self.max_message_bytes}")
+        return False
+
+    def _wait_for_room(self, stream: str, cancel: threading.Event | None) -> bool:
+        """Wait until `q` has room or `block_timeout_s` passes (True either way); False when
+        cancelled or closing while waiting. Wake-ups for other streams only re-check: the
+        bound is a deadline, not a number of wake-ups."""
+        q, room = self._queues[stream], self._room[stream]
+        deadline = time.monotonic() + self.settings.block_timeout_s
+        while len(q) >= self.settings.queue_frames:
+            if self._closing or (cancel is not None and cancel.is_set()):
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True  # bounded: the caller drops the oldest frame
+            room.wait(min(left, 0.05))  # 0.05: notice `cancel` soon
         return True
+
+    def _too_large(self, stream: str, seq: int, nbytes: int, limit: str) -> None:
+        self._burst.problem(
+            f"too-large:{stream}",
+            f"stream={stream} seq={seq} frame is {nbytes} bytes, over {limit}: "
+            "lower --quality or --width/--height",
+        )
 
     def _next(self) -> Pending | None:
         """Round-robin over streams: the oldest frame that fits the in-flight cap; holds lock."""
@@ -183,7 +234,7 @@ class Publisher:
             if q and (self._inflight == 0 or self._inflight + q[0].cost
                       <= self.settings.max_inflight_bytes):
                 item = q.popleft()
-                self._cond.notify_all()  # a submit may wait for room
+                self._room[stream].notify()  # its capture thread may wait for room
                 self._inflight += item.cost
                 self.max_inflight_seen = max(self.max_inflight_seen, self._inflight)
                 return item
@@ -191,12 +242,15 @@ class Publisher:
 
     def _send_loop(self) -> None:
         while True:
-            with self._cond:
+            with self._lock:
                 item = self._next()
                 while item is None:
-                    if self._closing and not any(self._queues.values()):
+                    queued = any(self._queues.values())
+                    if self._closing and not queued:
                         return
-                    self._cond.wait(0.05)
+                    self._sender_blocked = queued
+                    self._work.wait(0.05)
+                    self._sender_blocked = False
                     if self._closing and self._stop_poll.is_set():
                         return
                     item = self._next()
@@ -208,6 +262,10 @@ class Publisher:
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             self._delivered(item, kind, err)
 
+        limit = self._limits.get(topic)
+        if limit is not None and len(item.value) + RECORD_OVERHEAD > limit:
+            self._delivered(item, kind, KafkaError(_TOO_LARGE))
+            return
         for _ in range(1000):  # librdkafka's own queue full: bounded retry while it drains
             try:
                 self._producer.produce(
@@ -216,18 +274,28 @@ class Publisher:
                 )
                 return
             except BufferError:
+                if self._stop_poll.is_set():  # closing and the flush time is up
+                    self._delivered(item, kind, KafkaError(KafkaError._PURGE_QUEUE))
+                    return
                 time.sleep(0.005)
+            except KafkaException as e:  # refused at once (e.g. too large): count, keep sending
+                self._delivered(item, kind, e.args[0])
+                return
         self._delivered(item, kind, KafkaError(KafkaError._QUEUE_FULL))
 
     def _delivered(self, item: Pending, kind: str, err: KafkaError | None) -> None:
-        with self._cond:
+        code = err.code() if err is not None else None
+        with self._lock:
             self._inflight -= len(item.value)
             st = self._stats[item.stream]
             if err is None:
                 st.acked += 1
+            elif code in _PURGED:
+                self._drop(item.stream, m.SHUTDOWN)
             else:
-                self._drop(item.stream, m.SHUTDOWN if err.code() in _PURGED else m.DELIVERY)
-            self._cond.notify()
+                self._drop(item.stream, m.TOO_LARGE if code == _TOO_LARGE else m.DELIVERY)
+            if self._sender_blocked:  # in-flight room for the frames waiting
+                self._work.notify()
         if err is None:
             produced, nbytes = self._children(item.stream, kind)
             produced.inc()
@@ -235,7 +303,11 @@ class Publisher:
             self.metrics.delivery_seconds.observe(time.monotonic() - item.t_capture)
             if self._burst.pending(f"delivery:{item.stream}"):
                 self._burst.resolved(f"delivery:{item.stream}", f"stream={item.stream} delivering")
-        elif err.code() not in _PURGED:
+        elif code == _TOO_LARGE:
+            self.metrics.delivery_errors.labels(item.stream, err.name()).inc()
+            topic = dict(item.targets)[kind]
+            self._too_large(item.stream, item.seq, len(item.value), f"the limit of {topic}")
+        elif code not in _PURGED:
             self.metrics.delivery_errors.labels(item.stream, err.name()).inc()
             self._burst.problem(
                 f"delivery:{item.stream}",
@@ -259,14 +331,16 @@ class Publisher:
     def close(self, timeout: float) -> None:
         """Send what is queued, flush within `timeout` seconds, drop (and count) the rest."""
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             self._closing = True
-            self._cond.notify_all()
+            self._work.notify()
+            for room in self._room.values():
+                room.notify_all()
         self._sender.join(max(0.0, deadline - time.monotonic()))
         self._stop_poll.set()
         self._sender.join(1.0)
         self._poller.join(1.0)
-        with self._cond:
+        with self._lock:
             for stream, q in self._queues.items():
                 if q:
                     self._drop(stream, m.SHUTDOWN, len(q))

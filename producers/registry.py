@@ -85,6 +85,9 @@ class Registry:
                 break
             except BufferError:
                 self._producer.poll(0.01)
+        else:  # status updates are few: a full queue here means librdkafka is wedged
+            log.error("stream=%s status %s not queued: librdkafka's queue stayed full for 2s",
+                      info.stream, info.status)
         self._producer.poll(0)
 
     def close(self, timeout: float) -> int:

@@ -9,8 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import ConfigResource, ResourceType  # type: ignore[attr-defined]
 
-from evi.kafka import ensure_topics
+from evi.kafka import admin, ensure_topics
+from evi.settings import KafkaSettings
 from evi.topics import Topics
 from producers.burst import RepeatFilter
 from producers.capture import StreamWorker, make_stream_source
@@ -25,8 +27,42 @@ log = logging.getLogger("evi.producer")
 TOPICS_TIMEOUT_S = 3.0
 
 
-def _ensure_topics(settings: ProducerSettings, stop: threading.Event) -> None:
-    """Create missing topics; when the broker does not answer, keep trying in the background."""
+def topic_limits(kafka: KafkaSettings, names: list[str], timeout: float) -> dict[str, int]:
+    """max.message.bytes of each existing topic in `names` (the broker's effective value)."""
+    client = admin(kafka)  # referenced until the futures are done
+    fs = client.describe_configs(
+        [ConfigResource(ResourceType.TOPIC, n) for n in names], request_timeout=timeout
+    )
+    out: dict[str, int] = {}
+    for res, fut in fs.items():
+        try:
+            entry = fut.result(timeout)["max.message.bytes"]
+        except (KafkaException, KeyError, TimeoutError):
+            continue
+        if entry.value is not None:
+            out[res.name] = int(entry.value)
+    return out
+
+
+def _limits(settings: ProducerSettings) -> dict[str, int]:
+    """Frame topics that accept less than topics.max_message_bytes, each logged once."""
+    topics = Topics(settings.topics)
+    ceiling = settings.topics.max_message_bytes
+    try:
+        found = topic_limits(settings.kafka, [topics.frames(k) for k in settings.kinds()],
+                             TOPICS_TIMEOUT_S)
+    except KafkaException:
+        return {}
+    low = {t: n for t, n in found.items() if n < ceiling}
+    for t, n in sorted(low.items()):
+        log.warning("topic %s accepts messages up to %d bytes, less than topics.max_message_bytes"
+                    " %d: larger frames to it are dropped as too_large", t, n, ceiling)
+    return low
+
+
+def _ensure_topics(settings: ProducerSettings, stop: threading.Event) -> bool:
+    """Create missing topics; when the broker does not answer, keep trying in the background.
+    True when the topics were confirmed now."""
     specs = Topics(settings.topics).specs(settings.kinds())
 
     def attempt() -> bool:
@@ -43,8 +79,10 @@ def _ensure_topics(settings: ProducerSettings, stop: threading.Event) -> None:
             if stop.wait(TOPICS_TIMEOUT_S) or attempt():
                 return
 
-    if not attempt():
-        threading.Thread(target=retry, name="evi-topics", daemon=True).start()
+    if attempt():
+        return True
+    threading.Thread(target=retry, name="evi-topics", daemon=True).start()
+    return False
 
 
 def kafka_logger() -> logging.Logger:
@@ -65,13 +103,14 @@ def run(
     """Produce until every stream ends or `stop` is set; 0 iff every frame was delivered."""
     metrics = metrics or ProducerMetrics()
     topics = Topics(settings.topics)
-    _ensure_topics(settings, stop)
+    limits = _limits(settings) if _ensure_topics(settings, stop) else {}
     pid = settings.producer_id
     kafka_log = {"logger": kafka_logger()}
+    max_bytes = settings.topics.max_message_bytes
     publisher = Publisher(
-        producer_config(settings.kafka, settings.publisher, settings.topics.max_message_bytes,
-                        pid) | kafka_log,
-        settings.publisher, settings.topics.max_message_bytes, metrics, producer_factory,
+        producer_config(settings.kafka, settings.publisher, max_bytes, pid,
+                        min(limits.values(), default=None)) | kafka_log,
+        settings.publisher, max_bytes, metrics, producer_factory, limits,
     )
     registry = Registry(registry_config(settings.kafka.client_config(), pid) | kafka_log,
                         topics.streams, pid, producer_factory)

@@ -70,8 +70,19 @@ class PublisherSettings(BaseModel):
     queue_frames: int = Field(4, ge=1, le=1000)  # per stream, in front of librdkafka
     max_inflight_bytes: int = Field(64 << 20, ge=1 << 20)  # handed to librdkafka, unacked
     message_timeout_ms: int = Field(30_000, ge=1000)  # a frame older than this is dropped
+    block_timeout_s: float = Field(30.0, gt=0)  # WAIT streams: longest wait for queue room
     flush_timeout_s: float = Field(10.0, ge=0)
-    encoder: Literal["cv2", "simplejpeg"] = "cv2"
+    encoder: Literal["cv2", "simplejpeg", "turbojpeg"] = "simplejpeg"
+
+    @field_validator("encoder")
+    @classmethod
+    def _encoder(cls, v: str) -> str:
+        from producers.encode import unavailable
+
+        problem = unavailable(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class ReconnectSettings(BaseModel):

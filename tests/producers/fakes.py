@@ -17,12 +17,15 @@ Callback = Callable[[KafkaError | None, Any], None]
 
 class FakeProducer:
     """Keeps produced records; `poll` acknowledges them while `up`, or fails them when
-    `fail_with` is set. `max_queue` mimics librdkafka's queue limit (BufferError)."""
+    `fail_with` is set. `max_queue` mimics librdkafka's queue limit (BufferError);
+    `ack_interval` > 0 is a slow broker: one acknowledgement per interval."""
 
-    def __init__(self, config: dict[str, Any] | None = None, max_queue: int = 100_000) -> None:
+    def __init__(self, config: dict[str, Any] | None = None, max_queue: int = 100_000,
+                 ack_interval: float = 0.0, up: bool = True) -> None:
         self.config = config or {}
         self.max_queue = max_queue
-        self.up = True
+        self.ack_interval = ack_interval
+        self.up = up
         self.fail_with: int | None = None
         self.records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]] = []
         self._pending: list[Callback] = []
@@ -39,9 +42,13 @@ class FakeProducer:
             self.max_pending = max(self.max_pending, len(self._pending))
 
     def poll(self, timeout: float = 0.0) -> int:
+        if self.ack_interval and self.up and self._pending:
+            time.sleep(self.ack_interval)
         with self._lock:
             if not self.up and self.fail_with is None:
                 done: list[Callback] = []
+            elif self.ack_interval:
+                done, self._pending = self._pending[:1], self._pending[1:]
             else:
                 done, self._pending = self._pending, []
         err = KafkaError(self.fail_with) if self.fail_with is not None else None
@@ -52,9 +59,14 @@ class FakeProducer:
         return len(done)
 
     def flush(self, timeout: float = -1) -> int:
-        self.poll(0)
-        with self._lock:
-            return len(self._pending)
+        deadline = time.monotonic() + (timeout if timeout >= 0 else 60.0)
+        for _ in range(1_000_000):
+            self.poll(0)
+            with self._lock:
+                left = len(self._pending)
+            if not left or not self.up or time.monotonic() >= deadline:
+                return left
+        return left
 
     def purge(self, in_queue: bool = True, in_flight: bool = True) -> None:
         with self._lock:

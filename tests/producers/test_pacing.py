@@ -40,6 +40,15 @@ def test_clock_paces_at_native_rate_and_slips_instead_of_bursting() -> None:
     assert Clock(0, now=0.0).delay(0.0) == 0.0
 
 
+def test_clock_anchors_at_the_first_frame_not_at_open() -> None:
+    c = Clock(10, now=100.0)
+    c.anchor(100.8)  # the first frame took 0.8 s to arrive
+    c.tick()
+    assert abs(c.delay(100.81) - 0.09) < 1e-9  # frame 1 is due 0.1 s after frame 0, no burst
+    c.anchor(200.0)  # only before the first tick
+    assert abs(c.delay(100.81) - 0.09) < 1e-9
+
+
 def test_backoff_grows_caps_and_jitters() -> None:
     b = Backoff(0.5, 8.0, random.Random(1))
     delays = [b.next_delay() for _ in range(10)]

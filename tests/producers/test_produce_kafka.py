@@ -70,10 +70,19 @@ def test_file_source_with_two_kinds_and_resize(
 
 def metric(text: str, name: str, **labels: str) -> float:
     want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    head = f"{name}{{{want}}} " if labels else f"{name} "
     for line in text.splitlines():
-        if line.startswith(f"{name}{{{want}}} "):
+        if line.startswith(head):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def scrape(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return str(r.read().decode())
+    except OSError:
+        return ""
 
 
 def test_sigterm_flushes_marks_ended_and_metrics_are_served(
@@ -89,15 +98,14 @@ def test_sigterm_flushes_marks_ended_and_metrics_are_served(
     url = f"http://127.0.0.1:{port}/metrics"
 
     def produced() -> float:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                text = r.read().decode()
-        except OSError:
-            return 0.0
-        return metric(text, "evi_producer_frames_produced_total", kind="face", stream="term")
+        return metric(scrape(url), "evi_producer_frames_produced_total", kind="face",
+                      stream="term")
 
     try:
         wait_until(lambda: produced() >= 10, 30, "10 frames on /metrics")
+        wait_until(lambda: metric(scrape(url), "evi_producer_capture_fps", stream="term") > 0, 10,
+                   "a capture fps reading")
+        text = scrape(url)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -105,6 +113,17 @@ def test_sigterm_flushes_marks_ended_and_metrics_are_served(
             proc.kill()
             proc.wait(5)
     assert proc.returncode == 0, err.decode()[-2000:]
+    # Every metric the issue names, for this stream, with the values a running stream has.
+    term = {"stream": "term"}
+    assert metric(text, "evi_producer_frames_captured_total", **term) >= 10
+    assert 10 <= metric(text, "evi_producer_capture_fps", **term) <= 20  # sample: 15 fps
+    assert metric(text, "evi_producer_encode_seconds_count", **term) >= 10
+    assert metric(text, "evi_producer_bytes_total", **term) > 10 * 5_000
+    assert metric(text, "evi_producer_delivery_seconds_count") >= 10
+    assert 'evi_producer_delivery_seconds_bucket{le="0.1"}' in text
+    assert "evi_producer_source_reconnects_total{stream=\"term\"} 0.0" in text
+    for reason in ("fps", "queue_full", "too_large", "delivery_failed", "shutdown"):
+        assert metric(text, "evi_producer_frames_dropped_total", reason=reason, **term) == 0
     assert b"SIGTERM: flushing and stopping" in err
     seqs = [m.seq for m in frames(read_topic(kafka, topics.frames("face")))["term"]]
     assert len(seqs) >= 10 and seqs == list(range(len(seqs)))

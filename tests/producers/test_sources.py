@@ -127,3 +127,41 @@ def test_images_folder_and_glob_in_name_order(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no images match") as e:
         make_source(str(tmp_path / "*.jpg")).open()
     assert e.value.permanent
+
+
+def test_hls_playlist_over_http_reads_every_frame(tmp_path: Path) -> None:
+    # An HLS VOD (MPEG-2 video in MPEG-TS segments, written by OpenCV's FFmpeg) served on
+    # 127.0.0.1: the same code path as a live .m3u8, minus the playlist refresh.
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    clip = SampleClip(320, 240, 45)
+    writer = cv2.VideoWriter(str(tmp_path / "live.m3u8"), cv2.CAP_FFMPEG,
+                             cv2.VideoWriter.fourcc(*"MPEG"), 15, (320, 240))
+    assert writer.isOpened()
+    for i in range(clip.frames):
+        writer.write(clip.frame(i))
+    writer.release()
+    assert sorted(p.suffix for p in tmp_path.iterdir()).count(".ts") >= 2
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        src = make_source(f"http://127.0.0.1:{server.server_address[1]}/live.m3u8")
+        assert isinstance(src, UrlSource) and src.live
+        src.open()
+        try:
+            frames = read_all(src)
+        finally:
+            src.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(frames) == 45 and src.native_fps == 15.0
+    diffs = [abs(f.astype(int) - clip.frame(i).astype(int)).mean() for i, f in enumerate(frames)]
+    assert max(diffs) < 8, diffs

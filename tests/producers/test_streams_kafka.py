@@ -170,3 +170,56 @@ def test_unreachable_broker_bounds_memory_counts_drops_and_resumes(
         assert len(seqs) >= 10 and seqs == sorted(set(seqs))  # in order, gaps where dropped
     reg = statuses(kafka, topics.streams)
     assert all(reg[f"cam{i}"][-1].status == "ended" for i in range(3))
+
+
+def test_broker_outage_pauses_a_batch_stream_and_a_live_one_drops_oldest(
+    kafka: KafkaSettings, topics: Topics
+) -> None:
+    # Both backpressure policies through one outage: `batch` (recorded, fps 0: wait) stops
+    # capturing while Kafka is away and then delivers every frame; `cam` (paced like a camera:
+    # drop-oldest) keeps capturing, drops its oldest frames, and resumes with the newest.
+    port = free_port()
+    settings = load(
+        ProducerSettings, kafka={"bootstrap_servers": f"127.0.0.1:{port}"},
+        topics=topics.settings.model_dump(),
+        publisher={"queue_frames": 3, "max_inflight_bytes": 1 << 20},
+        streams=[{"id": "batch", "source": "sample:320x240x120", "fps": 0},
+                 {"id": "cam", "source": "sample:1280x720", "loop": True, "fps": 15}],
+    )
+    metrics = ProducerMetrics()
+    stop = threading.Event()
+    result: list[int] = []
+    sample = metrics.registry.get_sample_value
+
+    def value(name: str, stream: str, **labels: str) -> float:
+        return sample(name, {"stream": stream, **labels}) or 0.0
+
+    worker = threading.Thread(target=lambda: result.append(run(settings, stop, metrics)))
+    worker.start()
+    fwd = Forwarder(port, ("127.0.0.1", int(kafka.bootstrap_servers.rsplit(":", 1)[1])))
+    try:
+        wait_until(lambda: value("evi_producer_frames_dropped_total", "cam",
+                                 reason="queue_full") >= 5, 30, "cam dropping oldest")
+        held = value("evi_producer_frames_captured_total", "batch")
+        time.sleep(1.0)
+        assert value("evi_producer_frames_captured_total", "batch") == held  # waiting
+        assert 0 < held < 120
+        assert sum(value("evi_producer_frames_dropped_total", "batch", reason=r)
+                   for r in ("queue_full", "delivery_failed", "shutdown")) == 0
+        fwd.start()  # Kafka is back
+        wait_until(lambda: value("evi_producer_frames_produced_total", "batch",
+                                 kind="face") == 120, 60, "every batch frame")
+        wait_until(lambda: value("evi_producer_frames_produced_total", "cam",
+                                 kind="face") >= 10, 30, "cam frames after the outage")
+    finally:
+        stop.set()
+        worker.join(30)
+        fwd.stop()
+    assert not worker.is_alive() and result == [1]  # cam dropped frames
+    by_stream = frames(read_topic(kafka, topics.frames("face")))
+    assert [m.seq for m in by_stream["batch"]] == list(range(120))
+    cam = [m.seq for m in by_stream["cam"]]
+    assert cam == sorted(set(cam)) and cam != list(range(len(cam)))  # in order, with gaps
+    reg = statuses(kafka, topics.streams)
+    assert [i.status for i in reg["batch"]] == ["live", "ended"]
+    assert reg["cam"][-1].status == "ended"
