@@ -1,28 +1,67 @@
 """`evi dev`: the whole pipeline on one machine — Kafka, topics, model, the sample producer, one
-processor per kind and the gateway — as child processes, stopped together on Ctrl-C."""
+processor per kind and the gateway — as child processes, stopped together on Ctrl-C.
+
+`--autoscale` (dev only) stands in for KEDA: per kind it reads the group's lag every polling
+interval, asks `evi.scaleplan` for KEDA's replica count, smooths it with the HPA's stabilisation
+windows and starts or stops processor workers to match (docs/scaling.md, "Scaling on one
+machine")."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from confluent_kafka import KafkaException
 
 from evi.cli import KAFKA_SCRIPT
-from evi.settings import REPO_ROOT
+from evi.errors import ConfigError
+from evi.kafka import partitions_of
+from evi.scaleplan import Plan, ScalerConfig, Stabilizer, read_plan
+from evi.settings import REPO_ROOT, KafkaSettings, ServiceSettings, die_on_config_error, load
+from evi.topics import Topics
 
 
 @dataclass
 class Children:
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    retired: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    log_dir: Path | None = None  # None: children write to our stdout
+    env: dict[str, str] | None = None
+    quiet: bool = False
+    _logs: list[IO[bytes]] = field(default_factory=list)
 
     def start(self, name: str, *args: str) -> None:
         cmd = [sys.executable, "-m", "evi.cli", *args]
-        print(f"evi dev: starting {name}: {' '.join(cmd[2:])}", flush=True)
-        self.procs.append((name, subprocess.Popen(cmd, cwd=REPO_ROOT)))
+        if not self.quiet:
+            print(f"evi dev: starting {name}: {' '.join(cmd[2:])}", flush=True)
+        out = None
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+            self._logs.append(out)
+        env = {**os.environ, **self.env} if self.env else None
+        err = subprocess.STDOUT if out else None
+        p = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=err, env=env)
+        self.procs.append((name, p))
+
+    def retire(self, name: str) -> None:
+        """SIGTERM one child (it drains and leaves its group); it no longer counts as running."""
+        for i, (n, p) in enumerate(self.procs):
+            if n == name:
+                del self.procs[i]
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                self.retired.append((n, p))
+                return
+        raise KeyError(name)
 
     def exited(self) -> tuple[str, int] | None:
         for name, p in self.procs:
@@ -35,31 +74,142 @@ class Children:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for name, p in self.procs:
+        for name, p in self.procs + self.retired:
             try:
                 p.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 print(f"evi dev: {name} did not stop in time; killing it", flush=True)
                 p.kill()
+                p.wait(5)
+        for f in self._logs:
+            f.close()
+
+
+@dataclass
+class Autoscaler:
+    """KEDA + HPA for one kind, on one machine: poll, plan, stabilise, start/stop workers."""
+
+    children: Children
+    kafka: KafkaSettings
+    topics: Topics
+    kind: str
+    cfg: ScalerConfig
+    worker_args: list[str] = field(default_factory=list)  # extra `evi process` flags
+    pin_cores: bool = False  # each worker gets `--cpu C --threads 1`, C its least used core
+    interval_s: float = 5.0  # KEDA pollingInterval
+    cooldown_s: float = 60.0  # KEDA cooldownPeriod: inactive this long before 1 -> 0
+    stabilizer: Stabilizer = field(default_factory=lambda: Stabilizer(10.0, 60.0))
+    workers: list[str] = field(default_factory=list)
+    events: list[tuple[float, str, int]] = field(default_factory=list)  # (time, action, count)
+    last_plan: Plan | None = None
+    _serial: int = 0
+    _next_poll: float = 0.0
+    _last_active: float = -math.inf
+    _previous: dict[int, int] = field(default_factory=dict)
+    _cores: dict[str, int] = field(default_factory=dict)
+
+    def target(self, plan: Plan, now: float) -> int:
+        current = len(self.workers)
+        if plan.active:
+            self._last_active = now
+        if current == 0:  # KEDA, not the HPA, wakes a scaled-to-zero target
+            return max(self.cfg.min_replicas, 1) if plan.active or self.cfg.min_replicas else 0
+        if plan.desired == 0 and now - self._last_active >= self.cooldown_s:
+            return 0
+        return self.stabilizer(now, max(plan.desired, 1), current)
+
+    def poll(self, now: float | None = None) -> int | None:
+        """One KEDA polling cycle when due; returns the new worker count if it changed."""
+        now = time.monotonic() if now is None else now
+        if now < self._next_poll:
+            return None
+        self._next_poll = now + self.interval_s
+        try:
+            plan = read_plan(self.kafka, self.topics, self.kind, self.cfg, self._previous,
+                             current=len(self.workers))
+        except (KafkaException, KeyError) as e:  # as KEDA: a failed reading changes nothing
+            print(f"evi dev: autoscale {self.kind}: no reading: {e}", flush=True)
+            return None
+        self.last_plan = plan
+        want = self.target(plan, now)
+        if want == len(self.workers):
+            return None
+        print(f"evi dev: autoscale {self.kind}: lag={plan.lag} metric={plan.metric} "
+              f"members={plan.members} desired={plan.desired} -> {want} workers", flush=True)
+        while len(self.workers) < want:
+            self._serial += 1
+            name = f"processor-{self.kind}-{self._serial}"
+            used = [self._cores[w] for w in self.workers]
+            self._cores[name] = min(range(os.cpu_count() or 1), key=used.count)
+            pin = ["--cpu", str(self._cores[name]), "--threads", "1"]
+            self.children.start(name, "process", "--kind", self.kind, "--web-port", "0",
+                                *(pin if self.pin_cores else []), *self.worker_args)
+            self.workers.append(name)
+            self.events.append((now, "start", len(self.workers)))
+        while len(self.workers) > want:
+            self.children.retire(self.workers.pop())  # newest first
+            self.events.append((now, "stop", len(self.workers)))
+        return want
 
 
 def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=REPO_ROOT)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="evi dev", description=__doc__)
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="evi dev", description=__doc__.split("\n")[0])
     p.add_argument("--kind", action="append", dest="kinds", help="kinds to run (default face)")
     p.add_argument("--port", type=int, default=int(os.environ.get("EVI_PORT", "8000")))
     p.add_argument("--fps", type=float, default=15.0, help="sample stream frame rate")
     p.add_argument("--streams", type=int, default=1, help="number of sample streams")
-    a = p.parse_args(argv)
+    a = p.add_argument_group("autoscale (a KEDA stand-in; docs/scaling.md)")
+    a.add_argument("--autoscale", action="store_true", help="start/stop processors on lag")
+    a.add_argument("--min-replicas", type=int, default=1)
+    a.add_argument("--max-replicas", type=int, help="default: min(partitions, CPU cores)")
+    a.add_argument("--lag-threshold", type=int, default=200, help="frames of lag per worker")
+    a.add_argument("--activation-lag-threshold", type=int, default=0)
+    a.add_argument("--polling-interval", type=float, default=5.0, help="seconds")
+    a.add_argument("--scale-up-window", type=float, default=10.0, help="seconds")
+    a.add_argument("--scale-down-window", type=float, default=60.0, help="seconds")
+    a.add_argument("--cooldown", type=float, default=60.0, help="seconds before 1 -> 0")
+    a.add_argument("--pin-cores", action="store_true",
+                   help="one core per worker (--cpu, --threads 1), as a pod's CPU limit would")
+    return p.parse_args(argv)
+
+
+def autoscalers(a: argparse.Namespace, kinds: list[str], children: Children) -> list[Autoscaler]:
+    if a.polling_interval < 0.5 or min(a.scale_up_window, a.scale_down_window, a.cooldown) < 0:
+        raise ConfigError("want --polling-interval >= 0.5 and windows, cooldown >= 0 seconds")
+    s = load(ServiceSettings)
+    topics = Topics(s.topics)
+    out = []
+    for k in kinds:
+        top = a.max_replicas or min(partitions_of(s.kafka, topics.frames(k)), os.cpu_count() or 1)
+        cfg = ScalerConfig(
+            lag_threshold=a.lag_threshold, activation_lag_threshold=a.activation_lag_threshold,
+            offset_reset_policy="earliest", min_replicas=a.min_replicas,
+            max_replicas=max(top, a.min_replicas),
+        )
+        out.append(Autoscaler(
+            children, s.kafka, topics, k, cfg, interval_s=a.polling_interval,
+            cooldown_s=a.cooldown, stabilizer=Stabilizer(a.scale_up_window, a.scale_down_window),
+            pin_cores=a.pin_cores,
+        ))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
     kinds = a.kinds or ["face"]
     py = [sys.executable, "-m", "evi.cli"]
     run(["bash", str(KAFKA_SCRIPT), "start"])
     run([*py, "kafka", "topics", *[f"--kind={k}" for k in kinds]])
     run([*py, "models", "fetch"])
     children = Children()
+    try:
+        scalers = autoscalers(a, kinds, children) if a.autoscale else []
+    except ConfigError as e:
+        die_on_config_error(e)
     stop = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -69,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        for k in kinds:
+        for k in kinds if not a.autoscale else []:
             children.start(f"processor-{k}", "process", "--kind", k, "--web-port", "0")
+        for scaler in scalers:
+            scaler.poll()
         children.start("gateway", "gateway", "--port", str(a.port), *[f"--kind={k}" for k in kinds])
         for i in range(a.streams):
             children.start(
@@ -84,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             if gone:
                 print(f"evi dev: {gone[0]} exited with code {gone[1]}; stopping", flush=True)
                 return 1
+            for scaler in scalers:
+                scaler.poll()
             time.sleep(0.5)
         return 0
     finally:

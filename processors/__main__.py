@@ -1,15 +1,26 @@
 """`evi process --kind face`: one processor worker (a faust worker in consumer group
-`evi-processor-<kind>`)."""
+`evi-processor-<kind>`, or `evi-processor-<kind>-<model>` for a second model of the kind).
+
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT: drained, committed, left the group), 2 for bad
+configuration, 70 after a fatal error (the uncommitted frames are replayed by the next owner).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from evi.errors import ConfigError
 from evi.log import setup as setup_logging
 from evi.settings import die_on_config_error, load, override
 from processors.settings import ProcessorSettings
+
+if TYPE_CHECKING:
+    from processors.models import ModelConfig
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -19,8 +30,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--models-file", help="models.yaml (default: built-in BlazeFace for face)")
     p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
     p.add_argument("--topic-prefix", help="topic name prefix (default evi)")
-    p.add_argument("--web-port", type=int, help="port of /metrics and /healthz (0 = any free)")
+    p.add_argument("--group-id", help="consumer group override (default evi-processor-<kind>)")
+    p.add_argument("--from", dest="start_from", type=datetime.fromisoformat, metavar="ISO_TIME",
+                   help="start a NEW group (--group-id) at the frames of this time (UTC if no "
+                        "zone)")  # fmt: skip
+    p.add_argument("--web-port", type=int, help="port of /metrics, /healthz, /readyz (0 = free)")
     p.add_argument("--batch-max", type=int, help="frames per micro-batch")
+    p.add_argument("--decode-threads", type=int, help="JPEG decode threads")
+    p.add_argument("--cpu", dest="cpus", help="CPU affinity, e.g. 0 or 0,2-3 (taskset -c form)")
+    p.add_argument("--threads", type=int, help="OpenVINO INFERENCE_NUM_THREADS (0 = model's)")
+    p.add_argument("--concurrency", type=int, help="agent concurrency; must be 1 (see docs)")
+    p.add_argument("--commit-interval", dest="commit_interval_s", type=float, help="seconds")
+    p.add_argument("--max-poll-interval", dest="max_poll_interval_s", type=float, help="seconds")
+    p.add_argument("--max-frame-bytes", type=int, help="larger frames are dead-lettered")
     p.add_argument("--policy", choices=["process-all", "drop-stale"])
     p.add_argument("--max-age-ms", type=int, help="drop-stale: frames older than this are skipped")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -28,49 +50,103 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+FLAGS = (
+    "kind", "model", "models_file", "group_id", "start_from", "web_port", "batch_max",
+    "decode_threads", "cpus", "threads", "concurrency", "commit_interval_s", "max_poll_interval_s",
+    "max_frame_bytes", "policy", "max_age_ms", "log_level",
+)  # fmt: skip
+
+
 def build_settings(a: argparse.Namespace) -> ProcessorSettings:
     base = load(ProcessorSettings)  # env + defaults, so nested flags override single fields
     kafka = override(base.kafka, bootstrap_servers=a.bootstrap_servers)
     topics = override(base.topics, prefix=a.topic_prefix)
-    return load(
-        ProcessorSettings,
-        kind=a.kind, model=a.model, models_file=a.models_file, kafka=kafka, topics=topics,
-        web_port=a.web_port, batch_max=a.batch_max, policy=a.policy, max_age_ms=a.max_age_ms,
-        log_level=a.log_level,
-    )
+    flags: dict[str, Any] = {name: getattr(a, name) for name in FLAGS}
+    return load(ProcessorSettings, kafka=kafka, topics=topics, **flags)
+
+
+def choose_model(s: ProcessorSettings) -> tuple[ModelConfig, str]:
+    """The model entry to serve and the name of the kind's default one (which keeps the plain
+    group name). Uses `models.select_model` where it exists (several models per kind)."""
+    from processors import models as m
+
+    table: Any = m.load_models_yaml(s.models_file) if s.models_file else m.default_models()
+    select = getattr(m, "select_model", None)
+    if select is not None:
+        chosen: ModelConfig = select(table, s.kind, s.model)
+        default: ModelConfig = select(table, s.kind, None)
+    else:
+        if s.kind not in table:
+            raise ConfigError(f"kind {s.kind!r} has no model (known: {', '.join(sorted(table))})")
+        chosen = default = table[s.kind]
+        if s.model is not None and s.model != chosen.name:
+            raise ConfigError(f"kind {s.kind!r} has no model {s.model!r} (known: {chosen.name})")
+    if s.threads:
+        chosen = chosen.model_copy(update={"inference_threads": s.threads})
+    return chosen, default.name
+
+
+def pin_cpus(s: ProcessorSettings) -> None:
+    """Before OpenVINO starts its threads, so they inherit the affinity."""
+    cpus = s.cpu_set
+    if cpus is None:
+        return
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError as e:
+        raise ConfigError(f"cpus: cannot pin to {s.cpus}: {e.strerror}") from None
+
+
+def use_event_loop(name: str) -> None:
+    """Before faust makes its loop. uvloop's call_soon, futures and sockets cost a fraction of
+    asyncio's, and the loop is the worker's busiest thread."""
+    if name == "uvloop":
+        try:
+            import mode.loop
+
+            mode.loop.use("uvloop")
+        except ImportError:
+            logging.getLogger("evi.processor").warning("uvloop is not installed: asyncio loop")
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     try:
         s = build_settings(a)
+        pin_cpus(s)
     except ConfigError as e:
         die_on_config_error(e)
     if a.print_settings:
         print(s.printable())
         return 0
     setup_logging(s.log_level)
+    use_event_loop(s.event_loop)
     # Heavy imports after argument checks, so `--help` and bad flags answer at once.
-    import faust
-
-    from processors.app import create_app
-    from processors.models import default_models, load_models_yaml
+    from processors.app import create_app, group_for
     from processors.pipeline import FramePipeline
+    from processors.shutdown import DrainingWorker
 
     try:
-        models = load_models_yaml(s.models_file) if s.models_file else default_models()
-        if s.kind not in models:
-            raise ConfigError(f"kind {s.kind!r} has no model (known: {', '.join(sorted(models))})")
-        pipeline = FramePipeline.create(s.kind, models[s.kind], s.cache_dir, s.decode_threads)
+        model, default_name = choose_model(s)
+        pipeline = FramePipeline.create(s.kind, model, s.cache_dir, s.decode_threads)
     except ConfigError as e:
         die_on_config_error(e)
-    app = create_app(s, pipeline)
-    worker = faust.Worker(app, loglevel=s.log_level, quiet=True, redirect_stdouts=False)
+    proc = create_app(s, pipeline, group_for(s, model.name, default_name))
+    worker = DrainingWorker(
+        proc.app, proc.lifecycle, loglevel=s.log_level, quiet=True, redirect_stdouts=False,
+        override_logging=False,
+    )
+    code = left = 0
     try:
         worker.execute_from_commandline()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
     finally:
+        left = proc.sink.close()  # all acked batches were delivered; this is what is left
         pipeline.close()
-    return 0
+    if left:
+        print(f"evi process: {left} records undelivered at exit (replayed)", file=sys.stderr)
+    return proc.lifecycle.exit_code or code
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """The faust app of one processor worker: frames topic → pipeline → results topic.
 
-Correctness rests on a few faust facts (docs/processors.md):
-- agent concurrency stays 1 (faust-streaming#606: with more, faust can commit past an in-flight
-  event); parallelism comes from partitions, processes, and the micro-batch below;
-- `take_events` acks a batch only after our loop body returns, i.e. after its results were handed
-  to the producer, and faust flushes the producer before every offset commit: at-least-once.
+One agent per worker over `evi.frames.<kind>`, concurrency 1 (faust-streaming#606: with more
+actors faust commits past an event still in flight); parallelism comes from partitions, processes,
+the micro-batch (`take_events`) whose frames all run at once, and the next batch starting while an
+emitter task finishes the last. How a batch is acked only after its results are delivered:
+processors/handler.py. How the worker stops and crashes:
+processors/shutdown.py. Why each faust setting below: docs/processors.md.
 """
 
 from __future__ import annotations
@@ -12,20 +13,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 import faust
-from faust.types import EventT
+from confluent_kafka import KafkaException
+from faust.transport.consumer import Consumer
+from faust.types import TP, EventT
 from prometheus_client import generate_latest
 
-from evi.errors import BadFrame
+from evi.settings import KafkaSettings
 from evi.topics import Topics
-from evi.wire import FrameMeta, dead_letter_headers, encode_result, parse_frame
 from processors import metrics
+from processors.handler import Acker, FrameHandler, Started, pin
+from processors.health import Health
+from processors.lag import EndOffsets, LagTracker
 from processors.pipeline import FramePipeline
+from processors.seek import StartFrom
 from processors.settings import ProcessorSettings
+from processors.shutdown import Lifecycle
+from processors.sink import HEADROOM, Sink
 
 log = logging.getLogger("evi.processor")
 
@@ -38,12 +47,37 @@ def pick_port(bind: str) -> int:
         return port
 
 
+def group_for(s: ProcessorSettings, model: str, default_model: str) -> str:
+    """`--group-id`, else evi-processor-<kind>, or …-<model> for a model other than the kind's
+    default (served side by side, each group sees every frame)."""
+    if s.group_id:
+        return s.group_id
+    return Topics(s.topics).group(s.kind, None if model == default_model else model)
+
+
+def broker_credentials(k: KafkaSettings) -> faust.types.auth.CredentialsT | None:
+    """faust's form of the shared Kafka security settings (prod runs SASL_SSL)."""
+    if k.security_protocol == "PLAINTEXT":
+        return None
+    ctx = None
+    if k.security_protocol in ("SSL", "SASL_SSL"):
+        ctx = ssl.create_default_context(cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
+    if k.security_protocol == "SSL":
+        return faust.SSLCredentials(ctx)
+    password = k.sasl_password.get_secret_value() if k.sasl_password else ""
+    return faust.SASLCredentials(
+        username=k.sasl_username or "", password=password, ssl_context=ctx,
+        mechanism=k.sasl_mechanism or "PLAIN",
+    )
+
+
 def faust_config(s: ProcessorSettings, group: str) -> dict[str, Any]:
-    """Every faust setting we choose on purpose, in one place."""
+    """Every faust setting we choose on purpose, in one place (docs/processors.md)."""
     max_bytes = s.topics.max_message_bytes
     return {
         "id": group,
         "broker": [f"kafka://{h.strip()}" for h in s.kafka.bootstrap_servers.split(",")],
+        "broker_credentials": broker_credentials(s.kafka),
         "key_serializer": "raw",
         "value_serializer": "raw",
         "web_enabled": True,
@@ -53,100 +87,130 @@ def faust_config(s: ProcessorSettings, group: str) -> dict[str, Any]:
         "topic_disable_leader": True,  # no extra `__assignor-__leader` topic per app
         "topic_allow_declare": False,  # topics are created by `evi kafka topics`, with our configs
         "broker_commit_interval": s.commit_interval_s,
+        "broker_commit_every": 10_000,  # faust's default; the interval commits first at video rates
         "broker_session_timeout": s.session_timeout_s,
         "broker_heartbeat_interval": s.heartbeat_interval_s,
         "broker_max_poll_interval": s.max_poll_interval_s,
         "consumer_auto_offset_reset": s.auto_offset_reset,
         # Frame-sized limits move together: producer request, consumer fetch, topic config.
-        "producer_max_request_size": max_bytes + 64 * 1024,
-        "consumer_max_fetch_size": max_bytes + 64 * 1024,
+        "producer_max_request_size": max_bytes + HEADROOM,
+        "consumer_max_fetch_size": max_bytes + HEADROOM,
         "stream_buffer_maxsize": s.prefetch,
+        "stream_wait_empty": True,  # a rebalance waits for acked batches before it commits
+        # faust's own producer is idle (results go out through processors/sink.py); kept safe.
+        "stream_publish_on_commit": False,
         "producer_acks": -1,
         "producer_compression_type": None,
     }
 
 
-class FrameHandler:
-    """Turns one micro-batch of frame events into results and dead letters, in order."""
-
-    def __init__(self, s: ProcessorSettings, pipeline: FramePipeline, app: faust.App) -> None:
-        self.s = s
-        self.pipeline = pipeline
-        self.kind = s.kind
-        self.model = pipeline.model_name
-        topics = Topics(s.topics)
-        self.results = app.topic(topics.results(s.kind), key_type=bytes, value_type=bytes)
-        self.dlq = app.topic(topics.dlq(s.kind), key_type=bytes, value_type=bytes)
-        self.max_bytes = s.topics.max_message_bytes
-        self.frames = metrics.FRAMES.labels(self.kind, self.model)
-        self.infer_seconds = metrics.INFER_SECONDS.labels(self.kind, self.model)
-        self.e2e_seconds = metrics.E2E_SECONDS.labels(self.kind, self.model)
-        self.batch_frames = metrics.BATCH_FRAMES.labels(self.kind, self.model)
-
-    async def handle(self, events: Sequence[EventT[Any]]) -> None:
-        self.batch_frames.observe(len(events))
-        now_ms = time.time() * 1000
-        jobs = []
-        for event in events:
-            msg = event.message
-            try:
-                meta = parse_frame(msg.key, msg.value, msg.headers, self.max_bytes)
-            except BadFrame as bad:
-                await self.dead_letter(event, bad)
-                continue
-            if self.s.policy == "drop-stale" and now_ms - meta.ts_ms > self.s.max_age_ms:
-                metrics.DROPPED.labels(self.kind, self.model, "stale").inc()
-                continue
-            # Start every frame of the batch now; they overlap in the executor and infer queue.
-            jpeg = msg.value or b""  # parse_frame rejected empty values already
-            job = asyncio.ensure_future(self.pipeline.run(meta, jpeg))
-            jobs.append((event, meta, job))
-        for event, meta, job in jobs:
-            try:
-                result = await job
-            except BadFrame as bad:
-                await self.dead_letter(event, bad, meta)
-                continue
-            await self.results.send(key=meta.stream.encode(), value=encode_result(result))
-            self.frames.inc()
-            self.infer_seconds.observe(result.infer_ms / 1000)
-            self.e2e_seconds.observe(max(0.0, (result.processed_ms - meta.ts_ms) / 1000))
-
-    async def dead_letter(
-        self, event: EventT[Any], bad: BadFrame, meta: FrameMeta | None = None
-    ) -> None:
-        msg = event.message
-        metrics.DEAD_LETTERS.labels(self.kind, self.model, bad.reason).inc()
-        where = f"tp={msg.topic}[{msg.partition}] offset={msg.offset}"
-        ident = f"stream={meta.stream} seq={meta.seq} " if meta else ""
-        log.warning("dead letter %s%s: %s", ident, where, bad)
-        value = msg.value or b""
-        if len(value) > self.max_bytes:
-            value = b""  # the reason header says it was too large; keep the DLQ writable
-        headers = dead_letter_headers(
-            bad.reason, bad.message, msg.topic, msg.partition, msg.offset, msg.headers
-        )
-        await self.dlq.send(key=msg.key, value=value, headers=headers)
+@dataclass
+class Processor:
+    app: faust.App
+    lifecycle: Lifecycle
+    handler: FrameHandler
+    tracker: LagTracker
+    health: Health
+    sink: Sink
 
 
-def create_app(s: ProcessorSettings, pipeline: FramePipeline) -> faust.App:
+def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Processor:
     topics = Topics(s.topics)
-    group = topics.group(s.kind, s.model)
+    frames_topic = topics.frames(s.kind)
     (s.cache_dir / "faust").mkdir(parents=True, exist_ok=True)  # faust mkdirs only the leaf
     app = faust.App(**faust_config(s, group))
-    frames = app.topic(topics.frames(s.kind), key_type=bytes, value_type=bytes)
-    handler = FrameHandler(s, pipeline, app)
+    frames = app.topic(frames_topic, key_type=bytes, value_type=bytes)
+    sink = Sink(s.kafka, s.topics.max_message_bytes, s.linger_ms)
+    tracker = LagTracker(s.kind, frames_topic)
+    health = Health(s.kind, group, s.stall_timeout_s)
+    lifecycle = Lifecycle(s.drain_timeout_s)
+    handler = FrameHandler(s, pipeline, sink, tracker.processed)
+    acker = Acker(lifecycle.fatal)
+    start_from = StartFrom(s.kafka, frames_topic, s.start_from) if s.start_from else None
+    proc = Processor(app, lifecycle, handler, tracker, health, sink)
     within = s.batch_within_ms / 1000
+    # The agent starts a batch while the one before is still being finished (its last frames
+    # inferred, its results sent), so the pipeline never drains at a batch boundary.
+    in_flight = asyncio.Semaphore(s.batches_in_flight)
+    started: asyncio.Queue[Started] = asyncio.Queue()
 
-    async def infer(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+    async def infer(stream: faust.StreamT[bytes]) -> None:
         take = stream.take_events  # type: ignore[attr-defined]  # missing from faust's StreamT
-        batches: AsyncIterator[Sequence[EventT[Any]]] = take(s.batch_max, within=within)
-        async for events in batches:
-            await handler.handle(events)
-            yield None
+        async for events in take(s.batch_max, within=within):
+            pin(events)  # before anything can fail or be cancelled: see processors/handler.py
+            await lifecycle.admit()
+            faulty = s.fault != "none" and handler.inferred + handler.dropped >= s.fault_after
+            if faulty and s.fault == "stall":
+                log.warning("fault injection: agent stalled after %d frames", handler.inferred)
+                await asyncio.Event().wait()
+            await in_flight.acquire()
+            try:
+                if faulty:
+                    raise RuntimeError(f"fault injection: crash after {handler.inferred} frames")
+                started.put_nowait(await handler.start(events))
+            except Exception as e:  # anything but BadFrame (handled inside) crashes the worker
+                in_flight.release()
+                lifecycle.fatal(e, f"batch at {_where(events)}")
 
-    # concurrency=1 on purpose: see the module docstring.
-    app.agent(frames, name=f"{group}.infer", concurrency=1)(infer)
+    async def emit() -> None:
+        """Finish started batches in order (results out) and hand them to the acker."""
+        failed = False
+        while True:
+            batch = await started.get()
+            try:
+                if not failed:  # after a failure, later batches stay pinned: replayed
+                    await acker.submit(batch.events, await handler.finish(batch))
+            except Exception as e:  # as in the agent: crash the worker
+                failed = True
+                lifecycle.fatal(e, f"batch at {_where(batch.events)}")
+            finally:
+                in_flight.release()
+                started.task_done()
+
+    async def flushed() -> None:
+        """Batches started before a fatal error are finished and delivered (so committed)."""
+        await started.join()
+        await acker.join()
+
+    lifecycle.flushed = flushed
+    # concurrency=1 on purpose (settings.CONCURRENCY_WHY); emitter and acker run beside it.
+    app.agent(frames, name=f"{group}.infer", concurrency=s.concurrency)(infer)
+    app.task(emit)
+    app.task(acker.run)
+
+    async def on_assigned() -> None:
+        # Before faust resumes fetching: the group's commits, and --from's seek for new ones.
+        consumer = cast(Consumer, app.consumer)
+        committed: dict[TP, int | None] = dict(await consumer.seek_to_committed())
+        tracker.on_assigned(committed)
+        if start_from is not None:
+            await start_from.seek(app.consumer, committed)
+
+    # mode types receivers with a union mypy matches no plain function against.
+    app.on_rebalance_complete.connect(
+        lambda sender, *args, **kwargs: on_assigned()  # type: ignore[arg-type]
+    )
+
+    rates = (metrics.RateMeter(), metrics.RateMeter())
+    end_offsets = EndOffsets(s.kafka)
+    model = pipeline.model_name
+
+    async def measure() -> None:
+        infer_fps = rates[0].rate(handler.inferred)
+        drop_fps = rates[1].rate(handler.dropped)
+        metrics.FPS.labels(s.kind, model).set(round(infer_fps, 2))
+        metrics.DROP_RATIO.labels(s.kind, model).set(round(drop_fps / infer_fps, 3)
+                                                    if infer_fps > 0 else 0.0)  # fmt: skip
+        tps = {tp for tp in app.consumer.assignment() if tp.topic == frames_topic}
+        try:
+            ends = await end_offsets(tps)
+        except (KafkaException, TimeoutError) as e:
+            log.warning("cannot measure lag: %r", e)
+            return
+        snap = tracker.update(ends, app.monitor.tp_committed_offsets or {})
+        health.observe(snap, len(tps))
+
+    app.timer(s.lag_interval_s)(measure)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -155,6 +219,19 @@ def create_app(s: ProcessorSettings, pipeline: FramePipeline) -> faust.App:
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "kind": s.kind, "group": group})
+        ok, doc = health.live()
+        return web.json(doc, status=200 if ok else 503)
 
-    return app
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        ok, doc = health.ready()
+        return web.json(doc, status=200 if ok else 503)
+
+    return proc
+
+
+def _where(events: Sequence[EventT[Any]]) -> str:
+    if not events:
+        return "an empty batch"
+    m = events[0].message
+    return f"tp={m.topic}[{m.partition}] offset={m.offset} ({len(events)} frames)"

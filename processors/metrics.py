@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import time
+from collections import deque
+
+from prometheus_client import Counter, Gauge, Histogram
 
 from evi.metrics import LATENCY_BUCKETS
 
 LABELS = ("kind", "model")
 
 FRAMES = Counter("evi_processor_frames_total", "Frames inferred with a result produced", LABELS)
+FPS = Gauge("evi_processor_fps", "Frames inferred per second, over the last 10 s", LABELS)
 DROPPED = Counter(
     "evi_processor_frames_dropped_total", "Frames skipped without a result", (*LABELS, "reason")
+)
+DROP_RATIO = Gauge(
+    "evi_processor_drop_ratio", "Dropped ÷ inferred frames per second, over the last 10 s", LABELS
 )
 DEAD_LETTERS = Counter(
     "evi_processor_dead_letters_total",
@@ -29,3 +36,50 @@ BATCH_FRAMES = Histogram(
     "evi_processor_batch_frames", "Frames per micro-batch taken from the stream", LABELS,
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
+LAG = Gauge(
+    "evi_processor_lag_frames",
+    "Frames not yet committed on a partition this worker is assigned: end offset − committed",
+    ("kind", "partition"),
+)
+WORKER_LAG = Gauge(
+    "evi_processor_worker_lag_frames", "Sum of evi_processor_lag_frames over this worker", ("kind",)
+)
+SECONDS_BEHIND = Gauge(
+    "evi_processor_seconds_behind",
+    "Age of the oldest frame this worker has not processed (0 when caught up)",
+    ("kind",),
+)
+INPUT_FPS = Gauge(
+    "evi_processor_input_fps",
+    "Frames per second arriving on this worker's partitions, over the last 10 s",
+    ("kind",),
+)
+ASSIGNED = Gauge(
+    "evi_processor_assigned_partitions", "Frames-topic partitions assigned to this worker",
+    ("kind",),
+)
+STALLED_SECONDS = Gauge(
+    "evi_processor_stalled_seconds",
+    "Seconds without commit progress while lag > 0 (liveness fails past stall_timeout_s)",
+    ("kind",),
+)
+
+
+class RateMeter:
+    """Events per second over a sliding window, from a monotonic count."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self.window_s = window_s
+        self._samples: deque[tuple[float, float]] = deque()
+
+    def rate(self, count: float, now: float | None = None) -> float:
+        """Record the count now and return the rate over the window (0 until two samples)."""
+        t = time.monotonic() if now is None else now
+        self._samples.append((t, count))
+        while len(self._samples) > 2 and t - self._samples[1][0] >= self.window_s:
+            self._samples.popleft()
+        t0, c0 = self._samples[0]
+        return (count - c0) / (t - t0) if t > t0 else 0.0
+
+    def reset(self) -> None:
+        self._samples.clear()

@@ -1,0 +1,206 @@
+"""One micro-batch of frame events → results and dead letters, in order; acks only after delivery.
+
+At-least-once rests on when an event is acked (faust commits acked offsets, contiguous from the
+last commit, after flushing its producer). `take_events` acks a batch in a `finally` around its
+`yield`, so it also acks a batch whose handling raised or was cancelled (when the generator is
+closed). Every event is therefore pinned (one extra reference) as soon as its batch arrives; the
+pin is dropped by `Acker`, batch after batch in offset order, only once the batch's results and dead
+letters are delivered (acks=all). A batch that fails or is cut short stays pinned: never committed,
+replayed by the next owner of the partition. In order matters: faust's gap check commits past an
+unacked offset when later ones are acked (faust-streaming#606, docs/processors.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from faust.types import EventT
+
+from evi.errors import BadFrame
+from evi.topics import Topics
+from evi.wire import H_TS, FrameMeta, Result, dead_letter_headers, encode_result, parse_frame
+from processors import metrics
+from processors.fairness import Candidate, StalePolicy
+from processors.pipeline import FramePipeline
+from processors.settings import ProcessorSettings
+
+log = logging.getLogger("evi.processor")
+
+Deliveries = list[Awaitable[Any]]
+Progress = Callable[[int, int, int], None]  # partition, offset, capture ts (ms)
+
+
+class Sender(Protocol):
+    """processors.sink.Sink, or a stand-in in tests."""
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[None]: ...  # fmt: skip
+
+
+def pin(events: Sequence[EventT[Any]]) -> None:
+    for event in events:
+        event.message.incref()
+
+
+class Acker:
+    """Drops the pins of delivered batches, in batch order; a failed delivery is fatal."""
+
+    def __init__(self, on_fatal: Callable[[BaseException, str], None], depth: int = 4) -> None:
+        self._queue: asyncio.Queue[tuple[Sequence[EventT[Any]], Deliveries]] = asyncio.Queue(depth)
+        self._on_fatal = on_fatal
+        self._failed = False
+
+    async def submit(self, events: Sequence[EventT[Any]], deliveries: Deliveries) -> None:
+        await self._queue.put((events, deliveries))  # blocks the agent while `depth` wait
+
+    async def run(self) -> None:
+        while True:
+            events, deliveries = await self._queue.get()
+            try:
+                if not self._failed:
+                    await asyncio.gather(*deliveries)
+                    for event in events:
+                        event.ack()
+            except Exception as e:  # a result we cannot deliver must not be committed past
+                self._failed = True
+                where = _where(events[0]) if events else ""
+                self._on_fatal(e, f"delivery failed for a batch at {where}")
+            finally:
+                self._queue.task_done()
+
+    async def join(self) -> None:
+        await self._queue.join()
+
+
+@dataclass
+class Started:
+    """A batch whose frames are in the pipeline."""
+
+    events: Sequence[EventT[Any]]
+    deliveries: Deliveries = field(default_factory=list)  # dead letters sent by `start`
+    jobs: list[tuple[EventT[Any], FrameMeta, asyncio.Future[Result]]] = field(
+        default_factory=list
+    )
+
+
+class FrameHandler:
+    def __init__(
+        self, s: ProcessorSettings, pipeline: FramePipeline, sink: Sender, progress: Progress
+    ) -> None:
+        self.kind = s.kind
+        self.model = pipeline.model_name
+        self.pipeline = pipeline
+        self.sink = sink
+        topics = Topics(s.topics)
+        self.results = topics.results(s.kind)
+        self.dlq = topics.dlq(s.kind)
+        self.progress = progress
+        self.limit = s.frame_limit
+        self.dlq_limit = s.topics.max_message_bytes - 64 * 1024  # room for headers
+        drop = s.policy == "drop-stale"
+        self.stale = StalePolicy(s.max_age_ms, s.stale_keep_ms) if drop else None
+        self.inferred = 0
+        self.dropped = 0
+        self.frames = metrics.FRAMES.labels(self.kind, self.model)
+        self.stale_frames = metrics.DROPPED.labels(self.kind, self.model, "stale")
+        self.infer_seconds = metrics.INFER_SECONDS.labels(self.kind, self.model)
+        self.e2e_seconds = metrics.E2E_SECONDS.labels(self.kind, self.model)
+        self.batch_frames = metrics.BATCH_FRAMES.labels(self.kind, self.model)
+
+    async def handle(self, events: Sequence[EventT[Any]]) -> Deliveries:
+        """`start` then `finish`: one batch, nothing overlapping it."""
+        return await self.finish(await self.start(events))
+
+    async def start(self, events: Sequence[EventT[Any]]) -> Started:
+        """Parse, dead-letter and drop what must be, start the pipeline on every kept frame.
+        BadFrame never escapes; any other exception does (the caller crashes the worker)."""
+        self.batch_frames.observe(len(events))
+        batch = Started(events)
+        good: list[tuple[EventT[Any], FrameMeta]] = []
+        for event in events:
+            msg = event.message
+            try:
+                good.append((event, parse_frame(msg.key, msg.value, msg.headers, self.limit)))
+            except BadFrame as bad:
+                batch.deliveries.append(await self.dead_letter(event, bad))
+        if self.stale is not None and good:
+            now_ms = int(time.time() * 1000)
+            keep = self.stale.plan([Candidate(m.stream, m.ts_ms) for _, m in good], now_ms)
+            dropped = sum(1 for k in keep if not k)
+            self.dropped += dropped
+            self.stale_frames.inc(dropped)
+            good = [g for g, k in zip(good, keep, strict=True) if k]
+        # Start every kept frame now: decode, inference and postprocess overlap across the batch
+        # (and with the previous batch, which `finish` may still be sending).
+        run = self.pipeline.run
+        batch.jobs = [
+            (event, meta, asyncio.ensure_future(run(meta, event.message.value or b"")))
+            for event, meta in good
+        ]
+        return batch
+
+    async def finish(self, batch: Started) -> Deliveries:
+        """Results of a started batch, sent in order; the deliveries of all its records."""
+        deliveries = batch.deliveries
+        try:
+            for event, meta, job in batch.jobs:
+                try:
+                    result = await job
+                except BadFrame as bad:
+                    deliveries.append(await self.dead_letter(event, bad, meta))
+                    continue
+                deliveries.append(await self.send(result, meta))
+        finally:
+            for _, _, job in batch.jobs:
+                job.cancel()  # no-op for finished ones; a failed batch leaves nothing running
+        for event in batch.events:  # all done: results, skips and dead letters alike
+            msg = event.message
+            self.progress(msg.partition, msg.offset, _capture_ms(event))
+        return deliveries
+
+    async def send(self, result: Result, meta: FrameMeta) -> Awaitable[Any]:
+        fut = await self.sink.send(self.results, meta.stream.encode(), encode_result(result))
+        self.inferred += 1
+        self.frames.inc()
+        self.infer_seconds.observe(result.infer_ms / 1000)
+        self.e2e_seconds.observe(max(0.0, (result.processed_ms - meta.ts_ms) / 1000))
+        return fut
+
+    async def dead_letter(
+        self, event: EventT[Any], bad: BadFrame, meta: FrameMeta | None = None
+    ) -> Awaitable[Any]:
+        msg = event.message
+        metrics.DEAD_LETTERS.labels(self.kind, self.model, bad.reason).inc()
+        ident = f"stream={meta.stream} seq={meta.seq} " if meta else ""
+        log.warning("dead letter %s%s: %s", ident, _where(event), bad)
+        value = msg.value or b""
+        if len(value) > self.dlq_limit:
+            value = b""  # the reason header says it was too large; keep the DLQ writable
+        headers = dead_letter_headers(
+            bad.reason, bad.message, msg.topic, msg.partition, msg.offset, msg.headers
+        )
+        return await self.sink.send(self.dlq, msg.key, value, headers)
+
+
+def _capture_ms(event: EventT[Any]) -> int:
+    """The frame's capture time; the record's timestamp for a frame without a readable one."""
+    headers = event.message.headers
+    for name, value in headers.items() if isinstance(headers, Mapping) else headers or ():
+        if name == H_TS:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                break
+    return int(event.message.timestamp * 1000)
+
+
+def _where(event: EventT[Any]) -> str:
+    msg = event.message
+    return f"tp={msg.topic}[{msg.partition}] offset={msg.offset}"

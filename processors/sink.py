@@ -1,0 +1,83 @@
+"""Results and dead letters out through librdkafka, off the event loop.
+
+The worker's event loop is its busiest thread (faust's consumption, the pipeline's postprocess,
+asyncio itself); producing through faust's aiokafka producer added record encoding, request
+building and socket writes to it for every frame (about a fifth of the loop's time in
+bench/processor.py's profile). `produce` here is one C call that copies the record; batching,
+encoding, the network and delivery reports run on librdkafka's threads and one poller thread.
+
+Each `send` returns a future settled by the delivery report (acks=all, idempotent, so a stream's
+results stay in order). The handler's Acker acks a batch's events only once all its futures are
+settled, so an offset is committed only after its frame's result is on the broker; this does not
+depend on faust flushing its own producer before a commit (it does; docs/processors.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Sequence
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from evi.settings import KafkaSettings
+
+HEADROOM = 64 * 1024  # record overhead and headers on top of the largest frame
+
+
+class Sink:
+    def __init__(self, kafka: KafkaSettings, max_bytes: int, linger_ms: float) -> None:
+        self._producer = Producer(kafka.client_config() | {
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": linger_ms,
+            "message.max.bytes": max_bytes + HEADROOM,
+            "compression.type": "none",  # JSON results are small, dead letters are JPEG
+            # The Java client's (and aiokafka's) key hash: a stream's results land on the
+            # partition any other client would pick for them.
+            "partitioner": "murmur2_random",
+        })  # fmt: skip
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="evi-sink", daemon=True)
+        self._poller.start()
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[None]:  # fmt: skip
+        """Hand a record to librdkafka; the returned future settles with its delivery."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def report(err: KafkaError | None, _msg: object) -> None:  # on the poller thread
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_settle, fut, err)
+
+        while True:
+            try:
+                self._producer.produce(topic, value, key, headers=list(headers or ()),
+                                       on_delivery=report)  # fmt: skip
+                return fut
+            except BufferError:  # librdkafka's queue is full: the broker is behind, wait
+                await asyncio.sleep(0.005)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.1)
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Deliver what is queued (bounded), stop the poller; the number left undelivered."""
+        left = self._producer.flush(timeout)
+        self._stop.set()
+        self._poller.join(timeout=2.0)
+        return int(left)
+
+
+def _settle(fut: asyncio.Future[None], err: KafkaError | None) -> None:
+    if fut.done():
+        return
+    if err is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(KafkaException(err))

@@ -1,0 +1,173 @@
+"""A micro-batch through FrameHandler and Acker with stand-ins for faust's topics, events and the
+pipeline (no broker, no model): order, dead letters, drops, and when events are acked."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from faust.types.tuples import ConsumerMessage
+
+from evi.errors import BadFrame
+from evi.topics import Topics
+from evi.wire import FrameMeta, Result, decode_result, frame_headers
+from processors import metrics
+from processors.handler import Acker, FrameHandler, pin
+from processors.settings import ProcessorSettings
+
+JPEG = b"\xff\xd8\xff\xe0 a jpeg"
+CORRUPT = b"\xff\xd8\xff\xe0 truncated"
+BOOM = b"\xff\xd8\xff\xe0 boom"
+
+
+class FakePipeline:
+    model_name = "fake-model"
+
+    async def run(self, meta: FrameMeta, jpeg: bytes) -> Result:
+        await asyncio.sleep(random.uniform(0, 0.01))  # frames of a batch finish out of order
+        if jpeg == CORRUPT:
+            raise BadFrame("corrupt-jpeg", "cannot decode")
+        if jpeg == BOOM:
+            raise RuntimeError("boom")
+        return Result(meta.stream, meta.seq, meta.ts_ms, int(time.time() * 1000), "face",
+                      self.model_name, infer_ms=1.0)  # fmt: skip
+
+
+@dataclass
+class FakeSink:
+    sent: dict[str, list[tuple[bytes | None, bytes, Any]]] = field(default_factory=dict)
+
+    async def send(self, topic: str, key: bytes | None, value: bytes, headers: Any = None
+                   ) -> asyncio.Future[None]:  # fmt: skip
+        self.sent.setdefault(topic, []).append((key, value, headers))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+
+@dataclass
+class FakeEvent:
+    message: ConsumerMessage
+    acks: list[int]
+
+    def ack(self) -> bool:
+        self.acks.append(self.message.offset)
+        return True
+
+
+def event(offset: int, value: bytes, stream: str = "cam1", seq: int | None = None,
+          ts_ms: int | None = None, acks: list[int] | None = None) -> FakeEvent:  # fmt: skip
+    ts = int(time.time() * 1000) if ts_ms is None else ts_ms
+    meta = FrameMeta(stream, offset if seq is None else seq, ts, 640, 480)
+    msg = ConsumerMessage("evi.frames.face", 0, offset, ts / 1000, 0, frame_headers(meta),
+                          stream.encode(), value, None)  # fmt: skip
+    return FakeEvent(msg, acks if acks is not None else [])
+
+
+Sent = list[tuple[bytes | None, bytes, Any]]
+
+
+def handler(**changes: Any) -> tuple[FrameHandler, Sent, Sent, list[tuple[int, int]]]:
+    sink = FakeSink()
+    done: list[tuple[int, int]] = []
+    s = ProcessorSettings(**changes)
+    h = FrameHandler(s, FakePipeline(), sink,  # type: ignore[arg-type]
+                     lambda p, o, ts: done.append((p, o)))  # fmt: skip
+    results = sink.sent.setdefault(Topics(s.topics).results("face"), [])
+    dlq = sink.sent.setdefault(Topics(s.topics).dlq("face"), [])
+    return h, results, dlq, done
+
+
+async def test_results_in_order_and_bad_frames_dead_lettered() -> None:
+    h, results, dlq, done = handler()
+    batch = [event(0, JPEG), event(1, b"GIF89a"), event(2, JPEG), event(3, CORRUPT),
+             event(4, JPEG), event(5, b"")]  # fmt: skip
+    deliveries = await h.handle(batch)  # type: ignore[arg-type]
+    assert len(deliveries) == 6
+    assert [decode_result(v).seq for _, v, _ in results] == [0, 2, 4]
+    assert {k for k, _, _ in results} == {b"cam1"}  # keyed by stream
+    letters = [dict(hs) for _, _, hs in dlq]
+    assert [(d["evi-dlq-reason"], d["evi-dlq-origin"]) for d in letters] == [
+        (b"not-jpeg", b"evi.frames.face[0]@1"),
+        (b"empty", b"evi.frames.face[0]@5"),
+        (b"corrupt-jpeg", b"evi.frames.face[0]@3"),
+    ]
+    assert sorted(done) == [(0, o) for o in range(6)]
+
+
+async def test_drop_stale_keeps_each_streams_newest_frame() -> None:
+    h, results, _, done = handler(policy="drop-stale", max_age_ms=1000, stale_keep_ms=0)
+    old = int(time.time() * 1000) - 10_000
+    batch = [event(i, JPEG, stream=s, seq=i, ts_ms=old + i) for i, s in
+             enumerate(["a", "b", "a", "b", "a"])]  # fmt: skip
+    before = metrics.DROPPED.labels("face", "fake-model", "stale")._value.get()
+    await h.handle(batch)  # type: ignore[arg-type]
+    assert [(k, decode_result(v).seq) for k, v, _ in results] == [(b"b", 3), (b"a", 4)]
+    assert metrics.DROPPED.labels("face", "fake-model", "stale")._value.get() - before == 3
+    assert (h.inferred, h.dropped) == (2, 3)
+    assert sorted(done) == [(0, o) for o in range(5)]
+
+
+async def test_an_unexpected_error_escapes_the_handler() -> None:
+    h, results, _, _ = handler()
+    with pytest.raises(RuntimeError, match="boom"):
+        await h.handle([event(0, JPEG), event(1, BOOM), event(2, JPEG)])  # type: ignore[list-item]
+    assert [decode_result(v).seq for _, v, _ in results] == [0]
+
+
+async def test_acker_acks_delivered_batches_in_order() -> None:
+    fatal: list[BaseException] = []
+    acker = Acker(lambda e, what: fatal.append(e))
+    task = asyncio.ensure_future(acker.run())
+    acks: list[int] = []
+    loop = asyncio.get_running_loop()
+    slow, fast = loop.create_future(), loop.create_future()
+    await acker.submit([event(0, JPEG, acks=acks), event(1, JPEG, acks=acks)], [slow])  # type: ignore[list-item]
+    await acker.submit([event(2, JPEG, acks=acks)], [fast])  # type: ignore[list-item]
+    fast.set_result(None)  # the second batch is delivered first
+    await asyncio.sleep(0.01)
+    assert acks == []  # acking 2 before 0 and 1 would let faust commit past them (#606)
+    slow.set_result(None)
+    await asyncio.wait_for(acker.join(), 1)
+    assert acks == [0, 1, 2] and not fatal
+    task.cancel()
+
+
+async def test_acker_never_acks_an_undelivered_batch_and_reports_it() -> None:
+    fatal: list[BaseException] = []
+    acker = Acker(lambda e, what: fatal.append(e))
+    task = asyncio.ensure_future(acker.run())
+    acks: list[int] = []
+    failed = asyncio.get_running_loop().create_future()
+    failed.set_exception(OSError("broker gone"))
+    await acker.submit([event(0, JPEG, acks=acks)], [failed])  # type: ignore[list-item]
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    await acker.submit([event(1, JPEG, acks=acks)], [done])  # type: ignore[list-item]
+    await asyncio.wait_for(acker.join(), 1)
+    assert acks == [] and isinstance(fatal[0], OSError)
+    task.cancel()
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+
+    def ack(self, message: ConsumerMessage) -> bool:
+        self.acked.append(message.offset)
+        return True
+
+
+def test_a_pinned_event_needs_our_ack_as_well_as_take_events() -> None:
+    consumer: Any = FakeConsumer()
+    e = event(7, JPEG)
+    e.message.incref()  # what faust's conductor does when it hands the message to our stream
+    pin([e])  # type: ignore[list-item]
+    e.message.ack(consumer)  # take_events' finally (also when the batch failed)
+    assert consumer.acked == [] and not e.message.acked
+    e.message.ack(consumer)  # the Acker, once the results are delivered
+    assert consumer.acked == [7]  # consumer.ack marks it committable
