@@ -49,7 +49,11 @@ class Children:
             self._logs.append(out)
         env = {**os.environ, **self.env} if self.env else None
         err = subprocess.STDOUT if out else None
-        p = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=err, env=env)
+        # Own session: a terminal's Ctrl-C reaches only `evi dev`, which then sends each child
+        # one SIGTERM (a second signal would make a processor exit without its final commit).
+        p = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, stdout=out, stderr=err, env=env, start_new_session=True
+        )
         self.procs.append((name, p))
 
     def retire(self, name: str) -> None:
