@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from evi.kafka import broker_answers, ensure_topics
+from evi.kafka import admin, broker_answers, ensure_topics
 from evi.settings import KafkaSettings, TopicSettings
 from evi.topics import Topics
 
@@ -36,3 +36,13 @@ def topics(kafka: KafkaSettings, topic_settings: TopicSettings) -> Iterator[Topi
     t = Topics(topic_settings)
     ensure_topics(kafka, t.specs(["face"]))
     yield t
+    delete_topics_with_prefix(kafka, t.prefix)
+
+
+def delete_topics_with_prefix(kafka: KafkaSettings, prefix: str) -> None:
+    """Keep the shared broker small as the suite goes on (hundreds of tests, a prefix each)."""
+    client = admin(kafka)
+    names = [n for n in client.list_topics(timeout=10).topics if n.startswith(f"{prefix}.")]
+    if names:
+        for fut in client.delete_topics(names, operation_timeout=30).values():
+            fut.result()

@@ -30,7 +30,7 @@ def test_dashboard_asks_for_the_token(kafka: KafkaSettings, topics: Topics) -> N
         page.fill("#token-form input", "s3cret")
         page.click("#token-form button")
         page.wait_for_function(CONNECTED, timeout=15_000)
-        page.wait_for_selector('.tile[data-stream="cam1"][data-status="live"]', timeout=15_000)
+        page.wait_for_selector('.tile[data-stream="cam1"][data-status="live"]', timeout=30_000)
 
         browser = page.context.browser
         assert browser is not None

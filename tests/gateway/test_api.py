@@ -207,9 +207,16 @@ def test_websocket_bad_ids_close_4400(client: httpx.Client) -> None:
 
 
 def test_token_required_when_set(kafka: KafkaSettings, mod_topics: Topics) -> None:
+    feeder = Feeder(kafka, mod_topics)
+    feeder.register("cam1", "live")  # on its own too: not only after the module's client fixture
+    feeder.flush()
     app = create_app(settings(kafka, mod_topics, auth_token=SecretStr("s3cret")))
     with serve(app) as c:
         ready(c)
+        # /readyz means Kafka answers; the registry is read from its start just after.
+        bearer = {"Authorization": "Bearer s3cret"}
+        wait_until(lambda: c.get("/api/streams/cam1", headers=bearer).status_code == 200, 15,
+                   "cam1 in the registry")
         for path in ("/api/streams", "/api/streams/cam1", "/api/kinds", "/api/stats"):
             r = c.get(path)
             assert r.status_code == 401, path
