@@ -29,7 +29,8 @@ pytestmark = pytest.mark.kafka
 
 PARTITIONS = 12
 STREAMS = 12
-WARMUP, BURST, TRICKLE, TRICKLE_FPS = 5, 400, 40, 1  # frames per stream (and fps)
+# The burst must outlast one worker's start-up of the second on a quiet machine (~200 fps alone).
+WARMUP, BURST, TRICKLE, TRICKLE_FPS = 5, 1000, 40, 1  # frames per stream (and fps)
 WINDOW = 6.0  # seconds over which one and two workers' rates are compared
 THRESHOLD = 200
 
