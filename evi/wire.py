@@ -168,9 +168,10 @@ class Result:
     schema: int = RESULT_SCHEMA
 
 
-def encode_result(r: Result) -> bytes:
+def result_doc(r: Result) -> dict[str, Any]:
+    """The result's JSON fields (the results record, and the gateway's websocket header)."""
     # Built by hand: dataclasses.asdict deep-copies and costs ~3x as much on the hot path.
-    doc = {
+    return {
         "stream": r.stream,
         "seq": r.seq,
         "ts_ms": r.ts_ms,
@@ -183,7 +184,10 @@ def encode_result(r: Result) -> bytes:
         "height": r.height,
         "schema": r.schema,
     }
-    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def encode_result(r: Result) -> bytes:
+    return json.dumps(result_doc(r), separators=(",", ":")).encode()
 
 
 class BadResult(ValueError):

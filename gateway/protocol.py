@@ -8,7 +8,7 @@ import struct
 from dataclasses import asdict
 from typing import Any
 
-from evi.wire import FrameMeta, Result, StreamInfo
+from evi.wire import FrameMeta, Result, StreamInfo, result_doc
 
 _HEADER_LEN = struct.Struct(">I")
 
@@ -29,20 +29,7 @@ def unpack_message(data: bytes) -> tuple[dict[str, Any], bytes]:
 
 
 def result_header(r: Result, has_image: bool) -> dict[str, Any]:
-    return {
-        "type": "result",
-        "stream": r.stream,
-        "seq": r.seq,
-        "ts_ms": r.ts_ms,
-        "processed_ms": r.processed_ms,
-        "kind": r.kind,
-        "model": r.model,
-        "infer_ms": round(r.infer_ms, 3),
-        "width": r.width,
-        "height": r.height,
-        "detections": [d.to_json() for d in r.detections],
-        "image": has_image,
-    }
+    return {"type": "result", **result_doc(r), "image": has_image}
 
 
 def frame_header(meta: FrameMeta) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 The shared broker on 127.0.0.1:9092 must never be stopped, so a test that needs an outage runs
 its own with the project's script: the same jars (the shared `libs` dir, symlinked), its own
 ports, and its own config, data, logs and pid file under the test's tmp dir. `kafka.sh stop`
-only ever signals the pid in that private pid file. Same approach as
-tests/gateway/test_kafka_outage.py.
+only ever signals the pid in that private pid file. Used by the gateway and producer outage
+tests.
 """
 
 from __future__ import annotations
