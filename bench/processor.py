@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -97,10 +98,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def real_worker(
-    kafka: KafkaSettings, topics: Topics, n: int, group: str, cpus: str | None, threads: int
-) -> tuple[float, float]:
+    kafka: KafkaSettings, topics: Topics, n: int, group: str, cpus: str | None, threads: int,
+    broker: int,
+) -> tuple[float, float, float]:
     """(c): a fresh worker (its own group) over the n preloaded frames: frames/s from the first
-    to the last result's timestamp, and its core ms/frame over that span."""
+    to the last result's timestamp, its core ms/frame and the broker's over that span."""
     results = topics.results("face")
     c = Consumer(kafka.client_config() | {"group.id": f"bench-{uuid.uuid4().hex[:8]}",
                                           "enable.auto.commit": False})  # fmt: skip
@@ -113,7 +115,7 @@ def real_worker(
     cmd += ["--threads", str(threads)] if threads else []
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
     try:
-        return _measure(c, n, proc.pid)
+        return _measure(c, n, proc.pid, broker)
     finally:
         c.close()
         proc.terminate()
@@ -138,27 +140,28 @@ def _preload(kafka: KafkaSettings, topic: str, frames: list[bytes], n: int) -> N
     assert p.flush(60) == 0
 
 
-def _measure(c: Consumer, n: int, pid: int) -> tuple[float, float]:
+def _measure(c: Consumer, n: int, pid: int, broker: int) -> tuple[float, float, float]:
     """Rate and core time between the 5th and 95th percentile of the results' timestamps:
     start-up (the first inference, the first fetch) and the tail are left out, as (b) warms up."""
     stamps: list[int] = []
-    cpu: list[tuple[float, float]] = []  # (wall ms, worker CPU s)
+    cpu: list[tuple[float, float, float]] = []  # (wall ms, worker CPU s, broker CPU s)
     deadline = time.monotonic() + 120 + n / 20
     while len(stamps) < n and time.monotonic() < deadline:
         for m in c.consume(500, 0.1):
             if m.error() is None:
                 stamps.append(m.timestamp()[1])
-        cpu.append((time.time() * 1000, cpu_seconds(pid)))
+        cpu.append((time.time() * 1000, cpu_seconds(pid), cpu_seconds(broker)))
     if len(stamps) < n:
         raise TimeoutError(f"only {len(stamps)} of {n} results")
     stamps.sort()
     lo, hi = stamps[n // 20], stamps[n - 1 - n // 20]
     frames = n - 1 - 2 * (n // 20)
 
-    def cpu_at(t: float) -> float:
-        return min(cpu, key=lambda s: abs(s[0] - t))[1]
+    def cpu_at(t: float) -> tuple[float, float, float]:
+        return min(cpu, key=lambda s: abs(s[0] - t))
 
-    return frames / ((hi - lo) / 1000), (cpu_at(hi) - cpu_at(lo)) / frames * 1000
+    (_, w0, b0), (_, w1, b1) = cpu_at(lo), cpu_at(hi)
+    return frames / ((hi - lo) / 1000), (w1 - w0) / frames * 1000, (b1 - b0) / frames * 1000
 
 
 def fresh_topics(kafka: KafkaSettings) -> Topics:
@@ -175,10 +178,37 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="(b)/(c) pairs per size; medians")
     ap.add_argument("--cpu", help="pin the bench and the worker to these CPUs (0-1 form)")
     ap.add_argument("--threads", type=int, default=0, help="OpenVINO threads (0 = default)")
+    ap.add_argument("--broker-cpu", help="pin the broker (every thread) to these CPUs for the run, "
+                    "e.g. `--broker-cpu 0 --cpu 1`: the worker's cores are then its own, as they "
+                    "are where the broker runs on other machines")
     ap.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
     a = ap.parse_args()
     if a.cpu:
         os.sched_setaffinity(0, parse_cpus(a.cpu))
+    broker = broker_pid()
+    if a.broker_cpu:
+        pin_process(broker, parse_cpus(a.broker_cpu))
+    try:
+        run(a, broker)
+    finally:
+        if a.broker_cpu:
+            pin_process(broker, frozenset(range(os.cpu_count() or 1)))
+
+
+def broker_pid() -> int:
+    """The dev broker's pid (deploy/kafka/kafka.sh writes it)."""
+    cache = Path(os.environ.get("EVI_CACHE_DIR", REPO_ROOT / ".cache"))
+    return int((cache / "kafka" / "kafka.pid").read_text())
+
+
+def pin_process(pid: int, cpus: frozenset[int]) -> None:
+    """Every thread of `pid` (a JVM's threads are not all children of its main one)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def run(a: argparse.Namespace, broker: int) -> None:
     kafka = KafkaSettings(bootstrap_servers=a.bootstrap_servers)
     cache = REPO_ROOT / ".cache"
     fetch_models(cache)
@@ -189,7 +219,8 @@ def main() -> None:
     batch, in_flight = defaults.batch_max, defaults.batches_in_flight
     load = os.getloadavg()
     print(f"# bench/processor.py — {os.cpu_count()} CPUs, bench on "
-          f"{sorted(os.sched_getaffinity(0))}, load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, "
+          f"{sorted(os.sched_getaffinity(0))}, broker on {sorted(os.sched_getaffinity(broker))}, "
+          f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, "
           f"{model.name}, batch {batch} × {in_flight} in flight, {a.frames} frames/size")
     rows, stages = [], []
     for w, h in SIZES:
@@ -209,26 +240,27 @@ def main() -> None:
             for r in range(a.rounds):  # (b) and (c) alternate: both see the same background load
                 b.append(in_process(p, frames, a.frames, batch, in_flight))
                 c.append(real_worker(kafka, topics, a.frames, f"{topics.prefix}-r{r}", a.cpu,
-                                     a.threads))  # fmt: skip
+                                     a.threads, broker))  # fmt: skip
         finally:
             p.close()
             AdminClient(kafka.client_config()).delete_topics(
                 [spec.name for spec in topics.specs(["face"])], operation_timeout=30)
         b_fps, b_ms = (median(x[i] for x in b) for i in (0, 1))
-        c_fps, c_ms = (median(x[i] for x in c) for i in (0, 1))
-        ratio = median(cf / bf for (bf, _), (cf, _) in zip(b, c, strict=True))
+        c_fps, c_ms, broker_ms = (median(x[i] for x in c) for i in (0, 1, 2))
+        ratio = median(cf[0] / bf[0] for bf, cf in zip(b, c, strict=True))
         kb = sum(map(len, frames)) // len(frames) // 1024
-        spread = " ".join(f"{cf / bf:.0%}" for (bf, _), (cf, _) in zip(b, c, strict=True))
+        spread = " ".join(f"{cf[0] / bf[0]:.0%}" for bf, cf in zip(b, c, strict=True))
         rows.append([f"{w}x{h} ({kb} KiB)", f"{bare:.0f}", f"{b_fps:.0f}", f"{c_fps:.0f}",
                      f"{ratio:.0%} ({spread})", "yes" if ratio >= 0.85 else "NO"])  # fmt: skip
         stages.append([f"{w}x{h}", f"{prep:.2f}", f"{bare_ms:.2f}", f"{post:.2f}",
-                       f"{b_ms:.2f}", f"{c_ms:.2f}", f"{c_ms - b_ms:.2f}"])  # fmt: skip
+                       f"{b_ms:.2f}", f"{c_ms:.2f}", f"{c_ms - b_ms:.2f}",
+                       f"{broker_ms:.2f}"])  # fmt: skip
     head = ["frames", "(a) bare model", "(b) in process", "(c) worker on Kafka",
             "(c)/(b) (per round)", "≥ 85 %"]  # fmt: skip
     table(f"Throughput, frames/s (medians of {a.rounds} rounds)", head, rows)
     table("Core time per frame, ms (CPU time of all threads ÷ frames)",
           ["frames", "decode+letterbox", "infer (a)", "postprocess", "(b) total",
-           "(c) total", "Kafka+faust (c−b)"], stages)  # fmt: skip
+           "(c) total", "Kafka+faust (c−b)", "broker during (c)"], stages)  # fmt: skip
 
 
 if __name__ == "__main__":

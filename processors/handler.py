@@ -85,6 +85,7 @@ class Started:
 
     events: Sequence[EventT[Any]]
     deliveries: Deliveries = field(default_factory=list)  # dead letters sent by `start`
+    captured: list[int] = field(default_factory=list)  # each event's capture time, ms
     jobs: list[tuple[EventT[Any], FrameMeta, asyncio.Future[Result]]] = field(
         default_factory=list
     )
@@ -127,9 +128,13 @@ class FrameHandler:
         for event in events:
             msg = event.message
             try:
-                good.append((event, parse_frame(msg.key, msg.value, msg.headers, self.limit)))
+                meta = parse_frame(msg.key, msg.value, msg.headers, self.limit)
             except BadFrame as bad:
                 batch.deliveries.append(await self.dead_letter(event, bad))
+                batch.captured.append(_capture_ms(event))
+                continue
+            good.append((event, meta))
+            batch.captured.append(meta.ts_ms)
         if self.stale is not None and good:
             now_ms = int(time.time() * 1000)
             keep = self.stale.plan([Candidate(m.stream, m.ts_ms) for _, m in good], now_ms)
@@ -160,9 +165,9 @@ class FrameHandler:
         finally:
             for _, _, job in batch.jobs:
                 job.cancel()  # no-op for finished ones; a failed batch leaves nothing running
-        for event in batch.events:  # all done: results, skips and dead letters alike
+        for event, ts_ms in zip(batch.events, batch.captured, strict=True):  # all done
             msg = event.message
-            self.progress(msg.partition, msg.offset, _capture_ms(event))
+            self.progress(msg.partition, msg.offset, ts_ms)
         return deliveries
 
     async def send(self, result: Result, meta: FrameMeta) -> Awaitable[Any]:
