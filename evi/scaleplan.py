@@ -237,7 +237,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="evi lag", description=__doc__.split("\n")[0])
     p.add_argument("--kind", action="append", dest="kinds", help="kind (repeatable; default face)")
     # Defaults follow deploy/k8s/keda/scaledobject-processor-face.yaml, not KEDA's own.
-    p.add_argument("--lag-threshold", type=int, default=600)
+    p.add_argument("--lag-threshold", type=int, default=700)
     p.add_argument("--activation-lag-threshold", type=int, default=0)
     p.add_argument("--offset-reset-policy", choices=["earliest", "latest"], default="earliest")
     for switch in ("allow-idle-consumers", "limit-to-partitions-with-lag", "exclude-persistent-lag",

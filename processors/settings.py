@@ -53,7 +53,7 @@ class ProcessorSettings(ServiceSettings):
     web_bind: str = "0.0.0.0"
     # Micro-batch taken from the stream: all frames of a batch are in flight at once, so decode of
     # frame N+1 overlaps inference of frame N; results are produced in order, then acked.
-    batch_max: int = Field(16, ge=1, le=512)
+    batch_max: int = Field(32, ge=1, le=512)
     batch_within_ms: int = Field(5, ge=1, le=1000)
     # Batches in the pipeline at once: 2 lets the next batch start while the last one finishes.
     batches_in_flight: int = Field(2, ge=1, le=8)

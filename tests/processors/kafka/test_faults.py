@@ -10,6 +10,7 @@ import pytest
 
 from evi.settings import KafkaSettings
 from evi.topics import Topics
+from processors.settings import ProcessorSettings
 from tests.helpers import free_port, log_tail, wait_until
 from tests.processors.kafka.util import (
     Sent,
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.kafka
 
 STREAMS = [f"cam{i}" for i in range(8)]
 FRAMES = 40
-BATCH = 16  # the default batch_max: what a drain may at most repeat
+BATCH = ProcessorSettings().batch_max  # what a drain may at most repeat
 ALL = {(s, q) for s in STREAMS for q in range(FRAMES)}
 
 
