@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/processor.py`
 
+from bench.broker import broker_placed
 from bench.model import bare_throughput, per_call_ms, table
 from evi.kafka import ensure_topics
 from evi.settings import REPO_ROOT, KafkaSettings, TopicSettings
@@ -185,27 +185,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.cpu:
         os.sched_setaffinity(0, parse_cpus(a.cpu))
-    broker = broker_pid()
-    if a.broker_cpu:
-        pin_process(broker, parse_cpus(a.broker_cpu))
-    try:
+    with broker_placed(parse_cpus(a.broker_cpu) if a.broker_cpu else None) as broker:
         run(a, broker)
-    finally:
-        if a.broker_cpu:
-            pin_process(broker, frozenset(range(os.cpu_count() or 1)))
-
-
-def broker_pid() -> int:
-    """The dev broker's pid (deploy/kafka/kafka.sh writes it)."""
-    cache = Path(os.environ.get("EVI_CACHE_DIR", REPO_ROOT / ".cache"))
-    return int((cache / "kafka" / "kafka.pid").read_text())
-
-
-def pin_process(pid: int, cpus: frozenset[int]) -> None:
-    """Every thread of `pid` (a JVM's threads are not all children of its main one)."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
-            os.sched_setaffinity(int(tid), cpus)
 
 
 def run(a: argparse.Namespace, broker: int) -> None:
