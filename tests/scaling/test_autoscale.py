@@ -30,7 +30,9 @@ pytestmark = pytest.mark.kafka
 PARTITIONS = 12
 STREAMS = 12
 # The burst must outlast one worker's start-up of the second on a quiet machine (~200 fps alone).
-WARMUP, BURST, TRICKLE, TRICKLE_FPS = 5, 1000, 40, 1  # frames per stream (and fps)
+# The producer encodes about as fast as that worker infers, so the backlog it leaves varies
+# (1,800-4,000 frames of 12,000 measured): 18,000 leave enough to measure two workers on.
+WARMUP, BURST, TRICKLE, TRICKLE_FPS = 5, 1500, 40, 1  # frames per stream (and fps)
 WINDOW = 6.0  # seconds over which one and two workers' rates are compared
 THRESHOLD = 200
 
@@ -112,7 +114,7 @@ def owners(plan: Plan) -> int:
     return sum(1 for parts in plan.assigned if parts)
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(540)
 def test_burst_scales_out_and_back_in_without_losing_frames(kafka: KafkaSettings) -> None:
     topics = Topics(TopicSettings(prefix=f"t{uuid.uuid4().hex[:10]}", frame_partitions=PARTITIONS))
     ensure_topics(kafka, topics.specs(["face"]))
@@ -148,7 +150,7 @@ def test_burst_scales_out_and_back_in_without_losing_frames(kafka: KafkaSettings
         # A burst, faster than one worker: lag builds and the plan asks for more.
         t_burst = time.time()
         with evi_process(*produce("scale-burst", common, "b", BURST, 0)) as producer:
-            assert producer.wait(120) == 0, log_tail("scale-burst")
+            assert producer.wait(240) == 0, log_tail("scale-burst")
         t_produced = time.time()
         asked = plan()
         assert asked.members == 1 and asked.lag > 2 * THRESHOLD, asked
@@ -176,7 +178,9 @@ def test_burst_scales_out_and_back_in_without_losing_frames(kafka: KafkaSettings
         # While every partition still has a backlog (the first 60 % of the drain). Two workers
         # must at least keep one's pace; that they beat it is not asserted: on this 2-core VM,
         # with the broker and this reader on the same cores, r2/r1 over such windows measured
-        # 0.79, 1.35 and 1.46 (docs/benchmarks.md "Scaling" has the measured 1 vs 2 ratio).
+        # 0.79-1.46 in nine runs, median 1.07 (docs/benchmarks.md "Scaling").
+        assert t_drained > t_owned + 3, "the backlog drained before the 2nd worker took over: " \
+            "raise BURST"
         r2 = results.rate("b", t_owned + 1, t_owned + 1 + (t_drained - t_owned) * 0.6)
         assert r2 > 0.75 * r1, f"two workers {r2:.1f}/s, one {r1:.1f}/s"
 
