@@ -10,8 +10,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from evi.kafka import partitions_of
+from evi.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parent.parent
 LOGS = REPO / "test-artifacts" / "logs"
@@ -70,3 +76,55 @@ def log_tail(name: str, lines: int = 40) -> str:
     if not path.exists():
         return ""
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def watermarks(c: Consumer, topic: str, p: int) -> tuple[int, int]:
+    """Low and high offsets; a topic created a moment ago may not have its leader yet."""
+    for _ in range(50):
+        try:
+            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10,
+                                                cached=False)  # fmt: skip
+            return int(low), int(high)
+        except KafkaException:
+            time.sleep(0.2)
+    raise TimeoutError(f"no leader for {topic}[{p}] in 10 s")
+
+
+def consume_all(kafka: KafkaSettings, topic: str, timeout: float = 20.0,
+                limit: int | None = None, require_all: bool = False) -> list[Message]:  # fmt: skip
+    """Every record now in `topic` (from each partition's start up to its end offset when
+    called, at most `limit`), in partition and offset order. Partly read after `timeout`: what
+    was read, or AssertionError with `require_all`."""
+    c = Consumer(kafka.client_config() | {"group.id": f"t-read-{uuid.uuid4().hex[:8]}",
+                                          "enable.auto.commit": False})  # fmt: skip
+    try:
+        ends: dict[int, tuple[int, int]] = {}
+        for p in range(partitions_of(kafka, topic)):
+            low, high = watermarks(c, topic, p)
+            if high > low:
+                ends[p] = (low, high)
+        c.assign([TopicPartition(topic, p, low) for p, (low, _) in ends.items()])
+        out: list[Message] = []
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while (len(done) < len(ends) and (limit is None or len(out) < limit)
+               and time.monotonic() < deadline):  # fmt: skip
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            out.append(m)
+            part, offset = m.partition() or 0, m.offset() or 0
+            if offset + 1 >= ends[part][1]:
+                done.add(part)
+        if require_all:
+            assert len(done) == len(ends), f"read {topic} only partly in {timeout}s"
+        return sorted(out, key=lambda m: (m.partition() or 0, m.offset() or 0))
+    finally:
+        c.close()
+
+
+def header_pairs(m: Message) -> list[tuple[str, bytes | None]]:
+    """A consumed record's headers as (name, bytes) pairs; a null value stays None."""
+    raw = m.headers() or []
+    assert isinstance(raw, list)  # a consumer's headers are a list of pairs
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in raw]

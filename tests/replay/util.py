@@ -7,20 +7,19 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer
 
 from evi.kafka import partitions_of
 from evi.settings import KafkaSettings
 from evi.wire import FrameMeta, frame_headers, parse_frame
 from producers.clip import ClipRecord, ClipWriter
-from tests.helpers import REPO
+from tests.helpers import REPO, consume_all, header_pairs, watermarks
 
 KCAT = shutil.which("kcat")
 
@@ -45,18 +44,6 @@ def kcat(*args: str, timeout: float = 60, text: bool = True) -> subprocess.Compl
                           check=False)
 
 
-def watermarks(c: Consumer, topic: str, p: int) -> tuple[int, int]:
-    """Low and high offsets; a topic created a moment ago may not have its leader yet."""
-    for _ in range(50):
-        try:
-            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10,
-                                                cached=False)
-            return low, high
-        except KafkaException:
-            time.sleep(0.2)
-    raise TimeoutError(f"no leader for {topic}[{p}] in 10 s")
-
-
 @dataclass
 class Rec:
     partition: int
@@ -72,33 +59,9 @@ class Rec:
 
 def read_all(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> list[Rec]:
     """Every record now in `topic` (up to the end offsets seen at the call), partition order."""
-    c = Consumer(kafka.client_config() | {
-        "group.id": f"t-replay-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
-    try:
-        ends = {}
-        for p in range(partitions_of(kafka, topic)):
-            low, high = watermarks(c, topic, p)
-            if high > low:
-                ends[p] = (low, high)
-        c.assign([TopicPartition(topic, p, low) for p, (low, _) in ends.items()])
-        out: list[Rec] = []
-        done: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None or m.error():
-                continue
-            p, off = m.partition() or 0, m.offset() or 0
-            raw = m.headers() or []
-            assert isinstance(raw, list)  # a consumer's headers are a list of pairs
-            headers = [(k, v.encode() if isinstance(v, str) else v) for k, v in raw]
-            out.append(Rec(p, off, m.timestamp()[1], m.key(), m.value() or b"", headers))
-            if off + 1 >= ends[p][1]:
-                done.add(p)
-        assert len(done) == len(ends), f"read {topic} only partly in {timeout}s"
-        return sorted(out, key=lambda r: (r.partition, r.offset))
-    finally:
-        c.close()
+    return [Rec(m.partition() or 0, m.offset() or 0, m.timestamp()[1], m.key(),
+                bytes(m.value() or b""), header_pairs(m))
+            for m in consume_all(kafka, topic, timeout, require_all=True)]  # fmt: skip
 
 
 def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:

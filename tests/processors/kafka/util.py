@@ -9,7 +9,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,16 +16,15 @@ from typing import Any
 
 import numpy as np
 import simplejpeg
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from evi.kafka import partitions_of
 from evi.settings import KafkaSettings
 from evi.topics import Topics
 from evi.wire import FrameMeta, Result, decode_result, frame_headers
 from producers.sample import SampleClip
-from tests.helpers import REPO, evi_process, log_tail, wait_until
+from tests.helpers import REPO, consume_all, evi_process, header_pairs, log_tail, wait_until
 
 W, H = 640, 480
 
@@ -92,33 +90,9 @@ Rec = tuple[int, int, bytes, list[tuple[str, bytes]]]
 
 def read(kafka: KafkaSettings, topic: str, timeout: float = 20.0) -> list[Rec]:
     """(partition, offset, value, headers) of every record now in `topic`, partition order."""
-    c = Consumer(kafka.client_config() | {"group.id": f"t-{uuid.uuid4().hex[:8]}",
-                                          "enable.auto.commit": False})
-    try:
-        ends = {}
-        for p in range(partitions_of(kafka, topic)):
-            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
-            if high > low:
-                ends[p] = high
-        c.assign([TopicPartition(topic, p, 0) for p in ends])
-        out: list[Rec] = []
-        done: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None or m.error():
-                continue
-            part, offset, raw = m.partition(), m.offset(), m.value()
-            assert part is not None and offset is not None and not isinstance(raw, str)
-            hs = m.headers() or []
-            assert isinstance(hs, list)
-            headers = [(k, v.encode() if isinstance(v, str) else bytes(v or b"")) for k, v in hs]
-            out.append((part, offset, bytes(raw or b""), headers))
-            if offset + 1 >= ends[part]:
-                done.add(part)
-        return sorted(out, key=lambda r: (r[0], r[1]))
-    finally:
-        c.close()
+    return [(m.partition() or 0, m.offset() or 0, bytes(m.value() or b""),
+             [(k, v or b"") for k, v in header_pairs(m)])
+            for m in consume_all(kafka, topic, timeout)]  # fmt: skip
 
 
 def results(kafka: KafkaSettings, topic: str) -> list[Result]:
