@@ -28,11 +28,11 @@ from prometheus_client import generate_latest
 from evi.settings import KafkaSettings
 from evi.topics import Topics
 from processors import metrics
-from processors.handler import Acker, FrameHandler, Started, pin
+from processors.handler import Acker, FrameHandler, PinnedEvent, Started, handed
 from processors.health import Health
 from processors.lag import EndOffsets, LagTracker
 from processors.pipeline import FramePipeline
-from processors.seek import StartFrom
+from processors.seek import Resume
 from processors.settings import ProcessorSettings
 from processors.shutdown import Lifecycle
 from processors.sink import HEADROOM, Sink
@@ -127,6 +127,7 @@ def faust_config(s: ProcessorSettings, group: str) -> dict[str, Any]:
         "producer_acks": -1,
         "producer_compression_type": None,
         "Monitor": CommitMonitor,
+        "Event": PinnedEvent,  # no frame acked before its result is delivered: handler.py
     }
 
 
@@ -152,7 +153,7 @@ def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Pro
     lifecycle = Lifecycle(s.drain_timeout_s)
     handler = FrameHandler(s, pipeline, sink, tracker.processed)
     acker = Acker(lifecycle.fatal)
-    start_from = StartFrom(s.kafka, frames_topic, s.start_from) if s.start_from else None
+    resume = Resume(s.kafka, frames_topic, s.auto_offset_reset, s.start_from)
     proc = Processor(app, lifecycle, handler, tracker, health, sink)
     within = s.batch_within_ms / 1000
     # The agent starts a batch while the one before is still being finished (its last frames
@@ -163,7 +164,7 @@ def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Pro
     async def infer(stream: faust.StreamT[bytes]) -> None:
         take = stream.take_events  # type: ignore[attr-defined]  # missing from faust's StreamT
         async for events in take(s.batch_max, within=within):
-            pin(events)  # before anything can fail or be cancelled: see processors/handler.py
+            handed(events)  # acks from here on are take_events' and ours: processors/handler.py
             await lifecycle.admit()
             faulty = s.fault != "none" and handler.inferred + handler.dropped >= s.fault_after
             if faulty and s.fault == "stall":
@@ -205,12 +206,8 @@ def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Pro
     app.task(acker.run)
 
     async def on_assigned() -> None:
-        # Before faust resumes fetching: the group's commits, and --from's seek for new ones.
-        consumer = cast(Consumer, app.consumer)
-        committed: dict[TP, int | None] = dict(await consumer.seek_to_committed())
-        tracker.on_assigned(committed)
-        if start_from is not None:
-            await start_from.seek(app.consumer, committed)
+        # Before faust resumes fetching: a commit for every partition, and the seek to it.
+        tracker.on_assigned(await resume.on_assigned(cast(Consumer, app.consumer)))
 
     # mode types receivers with a union mypy matches no plain function against.
     app.on_rebalance_complete.connect(

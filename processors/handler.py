@@ -1,13 +1,20 @@
 """One micro-batch of frame events → results and dead letters, in order; acks only after delivery.
 
-At-least-once rests on when an event is acked (faust commits acked offsets, contiguous from the
-last commit, after flushing its producer). `take_events` acks a batch in a `finally` around its
-`yield`, so it also acks a batch whose handling raised or was cancelled (when the generator is
-closed). Every event is therefore pinned (one extra reference) as soon as its batch arrives; the
-pin is dropped by `Acker`, batch after batch in offset order, only once the batch's results and dead
-letters are delivered (acks=all). A batch that fails or is cut short stays pinned: never committed,
-replayed by the next owner of the partition. In order matters: faust's gap check commits past an
-unacked offset when later ones are acked (faust-streaming#606, docs/processors.md).
+At-least-once rests on when a message is acked (faust commits acked offsets, contiguous from the
+last commit, after flushing its producer). A message is acked when its last reference is dropped,
+and faust drops references where we must not let it:
+- `take_events` acks a batch in a `finally` around its `yield`, so also a batch whose handling
+  raised or was cancelled (when the generator is closed);
+- faust's pure-Python stream iterator acks, unseen, every event it reads while flow control is
+  suspended (a rebalance or a stop has begun) or that was fetched in an older consumer generation
+  (faust/streams.py `_py_aiter`, "skipped_value"); the compiled one, used when faust's Cython
+  extension is installed, skips without acking. Once acked, the next commit passes the frame.
+So every event carries one more reference from birth (`PinnedEvent`, faust's `Event` setting), and
+only `Acker` drops it, batch after batch in offset order, once the batch's results and dead letters
+are delivered (acks=all). A frame faust skipped, or a batch that failed or was cut short, stays
+pinned: never committed, replayed by the next owner of the partition. In order matters: faust's
+gap check commits past an unacked offset when later ones are acked (faust-streaming#606,
+docs/processors.md). Where a skipped frame is read again from: processors/seek.py.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import faust
 from faust.types import EventT
 
 from evi.errors import BadFrame
@@ -44,9 +52,28 @@ class Sender(Protocol):
     ) -> asyncio.Future[None]: ...  # fmt: skip
 
 
-def pin(events: Sequence[EventT[Any]]) -> None:
+class PinnedEvent(faust.Event):
+    """faust's Event with our reference on its message (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.message.incref()
+        self.handed = False  # set when the agent takes the event in a batch
+
+    def ack(self) -> bool:
+        if not self.handed:  # faust skips it at a rebalance or stop; the pin keeps it uncommitted
+            msg = self.message
+            metrics.SKIPPED_BY_FAUST.labels(msg.topic).inc()
+            log.info("faust skipped %s at a rebalance or stop: left uncommitted, to be replayed",
+                     _where(self))  # fmt: skip
+        return super().ack()
+
+
+def handed(events: Sequence[EventT[Any]]) -> None:
+    """The agent has these events: from now on an ack is take_events' or the Acker's."""
     for event in events:
-        event.message.incref()
+        if isinstance(event, PinnedEvent):
+            event.handed = True
 
 
 class Acker:

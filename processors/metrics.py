@@ -24,6 +24,11 @@ DEAD_LETTERS = Counter(
     "Bad frames sent to the dead-letter topic",
     (*LABELS, "reason"),
 )
+SKIPPED_BY_FAUST = Counter(
+    "evi_processor_rebalance_skips_total",
+    "Frames faust's stream skipped unseen at a rebalance or stop; kept uncommitted, so replayed",
+    ("topic",),
+)
 INFER_SECONDS = Histogram(
     "evi_processor_inference_seconds", "Model inference time per frame", LABELS,
     buckets=LATENCY_BUCKETS,

@@ -1,76 +1,114 @@
-"""`--from <time>`: a new consumer group starts at the frames of that time, not at the beginning.
+"""Where each assigned partition resumes after a rebalance: its committed offset, sought for sure.
 
-On each rebalance, before faust resumes fetching (its `on_rebalance_complete` signal comes while
-the partitions are still paused, just before it seeks them to their committed offsets), every
-partition the group has no commit for and this worker has not started yet is sought to the first
-offset at or after the time (ListOffsets by timestamp, confluent-kafka's `offsets_for_times`), or
-to its end when nothing is that recent. Partitions with a commit keep it: a restarted replay
-resumes where it stopped, it does not start over.
+faust drops records it fetched while its flow was stopped (a rebalance in progress) and relies on
+seeking back to the committed offsets to read them again (faust/transport/consumer.py `getmany`,
+"Seek back to committed offsets"; also `perform_seek` on every resume). That seek back misses two
+cases, and the dropped frames are then never read: aiokafka's `seek_to_committed` seeks only to a
+commit above 0, and a partition the group never committed has nothing to seek to, so its fetch
+position stays past the dropped records. faust then also commits past them: with no commit known
+it has no gap check (docs/processors.md). The autoscale test lost the first four frames of a new
+partition this way, written while a scale-in rebalance was under way.
+
+So, on each rebalance, before faust resumes fetching (its `on_rebalance_complete` signal comes
+while the partitions are still paused): every partition the group has no commit for gets one at
+its start — the reset policy's end (`earliest`: the log start; `latest`: the end offset) or, with
+`--from`, the first offset at or after that time (ListOffsets by timestamp) — and the consumer's
+`seek_to_committed` also seeks to a commit of 0. Partitions with a commit keep it: a restarted
+replay resumes where it stopped, it does not start over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from typing import Any, Literal
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from faust.types import TP, ConsumerT
+from faust.types import TP
 
 from evi.settings import KafkaSettings
 
 log = logging.getLogger("evi.processor")
 
+Policy = Literal["earliest", "latest"]
 
-def offsets_for_time(
-    kafka: KafkaSettings, topic: str, partitions: list[int], when: datetime, timeout: float = 10.0
-) -> dict[int, int]:
-    """First offset at or after `when` per partition; the end offset where there is none."""
-    ms = int(when.timestamp() * 1000)
-    c = Consumer(kafka.client_config() | {"group.id": "evi-offsets-for-times"})
+
+def start_offsets(
+    kafka: KafkaSettings, topic: str, partitions: list[int], policy: Policy,
+    when: datetime | None = None, timeout: float = 10.0,
+) -> dict[int, int]:  # fmt: skip
+    """Where a partition with no commit starts: the first offset at or after `when` (the end when
+    nothing is that recent), else the log start (`earliest`) or the end offset (`latest`)."""
+    c = Consumer(kafka.client_config() | {"group.id": "evi-start-offsets"})
     try:
-        asked = [TopicPartition(topic, p, ms) for p in partitions]
-        found = c.offsets_for_times(asked, timeout=timeout)
         out: dict[int, int] = {}
-        for tp in found:
-            if tp.error is not None:
-                raise KafkaException(tp.error)
-            if tp.offset < 0:  # no record that recent
-                _, high = c.get_watermark_offsets(
-                    TopicPartition(topic, tp.partition), timeout=timeout, cached=False
-                )
-                out[tp.partition] = high
-            else:
-                out[tp.partition] = tp.offset
+        if when is not None:
+            ms = int(when.timestamp() * 1000)
+            found = c.offsets_for_times([TopicPartition(topic, p, ms) for p in partitions],
+                                        timeout=timeout)  # fmt: skip
+            for tp in found:
+                if tp.error is not None:
+                    raise KafkaException(tp.error)
+                if tp.offset >= 0:
+                    out[tp.partition] = tp.offset
+        for p in partitions:
+            if p not in out:  # no --from, or no record that recent: the watermark
+                low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout,
+                                                    cached=False)  # fmt: skip
+                out[p] = high if when is not None or policy == "latest" else low
         return out
     finally:
         c.close()
 
 
-class StartFrom:
-    def __init__(self, kafka: KafkaSettings, topic: str, when: datetime) -> None:
+class Resume:
+    """Commits a start for every partition the group has none for; seeks commits of 0."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str, policy: Policy,
+                 when: datetime | None = None) -> None:  # fmt: skip
         self.kafka = kafka
         self.topic = topic
+        self.policy = policy
         self.when = when
-        self.started: set[int] = set()
+        self._installed: Any = None
 
-    async def seek(self, consumer: ConsumerT, committed: Mapping[TP, int | None]) -> None:
-        fresh = sorted(
-            tp.partition
-            for tp, off in committed.items()
-            if tp.topic == self.topic
-            and tp.partition not in self.started
-            and (off is None or off <= 0)
-        )
-        self.started.update(tp.partition for tp in committed if tp.topic == self.topic)
+    def install(self, consumer: Any) -> None:
+        """Make the consumer's `seek_to_committed` (faust's `perform_seek` calls it on every
+        resume and after dropping records) seek to a commit of 0 as well."""
+        original: Callable[[], Awaitable[Mapping[TP, int | None]]] = consumer.seek_to_committed
+
+        async def seek_to_committed() -> Mapping[TP, int | None]:
+            committed = await original()
+            for tp, offset in committed.items():
+                if offset == 0:  # aiokafka seeks only to `offset > 0`
+                    await consumer.seek(tp, 0)
+            return committed
+
+        consumer.seek_to_committed = seek_to_committed
+        self._installed = consumer
+
+    async def on_assigned(self, consumer: Any) -> dict[TP, int | None]:
+        """The group's commit for each assigned partition, after giving new ones theirs."""
+        if self._installed is not consumer:  # the first rebalance: before faust's perform_seek
+            self.install(consumer)
+        committed: dict[TP, int | None] = dict(await consumer.seek_to_committed())
+        fresh = sorted(tp.partition for tp, off in committed.items()
+                       if tp.topic == self.topic and off is None)  # fmt: skip
         if not fresh:
-            return
-        offsets = await asyncio.to_thread(
-            offsets_for_time, self.kafka, self.topic, fresh, self.when
+            return committed
+        starts = await asyncio.to_thread(
+            start_offsets, self.kafka, self.topic, fresh, self.policy, self.when
         )
-        for p, offset in sorted(offsets.items()):
-            tp = next(tp for tp in committed if tp.topic == self.topic and tp.partition == p)
+        offsets = {tp: starts[tp.partition] for tp in committed if tp.partition in starts
+                   and tp.topic == self.topic}  # fmt: skip
+        # faust's own commit path: its bookkeeping and our CommitMonitor see the commit.
+        await consumer._commit_offsets(offsets)
+        for tp, offset in sorted(offsets.items()):
             await consumer.seek(tp, offset)
-            log.info("start from %s: tp=%s[%d] offset=%d", self.when.isoformat(), self.topic,
-                     p, offset)  # fmt: skip
+            committed[tp] = offset
+        log.info("%s: committed a start for the partitions with none (%s): %s", self.topic,
+                 f"from {self.when.isoformat()}" if self.when else self.policy,
+                 ", ".join(f"{tp.partition}@{off}" for tp, off in sorted(offsets.items())))
+        return committed

@@ -82,3 +82,17 @@ def test_a_full_stream_buffer_stops_fetching_for_a_second() -> None:
     src = inspect.getsource(Consumer._wait_next_records)
     assert "await self.sleep(1)" in src
     assert "active_partitions.discard(tp)" in inspect.getsource(Consumer.on_buffer_full)
+
+
+def test_records_fetched_while_stopped_are_dropped_and_only_positive_commits_sought() -> None:
+    """faust drops records a fetch returns while its flow is stopped (a rebalance under way) and
+    seeks back to the committed offsets to read them again; aiokafka's `seek_to_committed` seeks
+    only to a commit above 0, so a partition with no commit, or a commit of 0, keeps a fetch
+    position past the dropped records: why processors/seek.py commits a start and seeks 0."""
+    getmany = inspect.getsource(Consumer.getmany)
+    stopped = getmany[getmany.index("getmany called while flow not active"):]
+    assert "await self.perform_seek()" in stopped
+    assert "self.seek_to_committed()" in inspect.getsource(Consumer.perform_seek)
+    from aiokafka import AIOKafkaConsumer
+
+    assert "if offset and offset > 0:" in inspect.getsource(AIOKafkaConsumer.seek_to_committed)

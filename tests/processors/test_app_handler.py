@@ -9,14 +9,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import faust
 import pytest
+from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
 from evi.errors import BadFrame
 from evi.topics import Topics
 from evi.wire import FrameMeta, Result, decode_result, frame_headers
 from processors import metrics
-from processors.handler import Acker, FrameHandler, pin
+from processors.handler import Acker, FrameHandler, PinnedEvent, handed
 from processors.settings import ProcessorSettings
 
 JPEG = b"\xff\xd8\xff\xe0 a jpeg"
@@ -156,18 +158,65 @@ async def test_acker_never_acks_an_undelivered_batch_and_reports_it() -> None:
 class FakeConsumer:
     def __init__(self) -> None:
         self.acked: list[int] = []
+        self.unacked: set[ConsumerMessage] = set()  # what faust's stream iterator tracks
+        self._unacked_messages = self.unacked
 
     def ack(self, message: ConsumerMessage) -> bool:
         self.acked.append(message.offset)
         return True
 
 
+def pinned_app(consumer: FakeConsumer, event: type[faust.Event] = PinnedEvent) -> faust.App:
+    app = faust.App("pinned", broker="kafka://127.0.0.1:1", Event=event)
+    app._consumer = consumer  # type: ignore[assignment]  # what event.ack() acks on
+    return app
+
+
+def frame_message(app: faust.App, offset: int) -> ConsumerMessage:
+    msg = ConsumerMessage("frames", 0, offset, 0.0, 0, [], b"cam1", JPEG, None,
+                          tp=TP("frames", 0), generation_id=app.consumer_generation_id)
+    msg.incref()  # what faust's conductor does when it hands the message to our stream
+    return msg
+
+
 def test_a_pinned_event_needs_our_ack_as_well_as_take_events() -> None:
-    consumer: Any = FakeConsumer()
-    e = event(7, JPEG)
-    e.message.incref()  # what faust's conductor does when it hands the message to our stream
-    pin([e])  # type: ignore[list-item]
-    e.message.ack(consumer)  # take_events' finally (also when the batch failed)
+    consumer = FakeConsumer()
+    app = pinned_app(consumer)
+    e = app.create_event(b"cam1", JPEG, [], frame_message(app, 7))
+    assert isinstance(e, PinnedEvent)
+    handed([e])
+    e.ack()  # take_events' finally (also when the batch failed)
     assert consumer.acked == [] and not e.message.acked
-    e.message.ack(consumer)  # the Acker, once the results are delivered
+    e.ack()  # the Acker, once the results are delivered
     assert consumer.acked == [7]  # consumer.ack marks it committable
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+async def test_the_python_stream_acks_what_it_skips_at_a_rebalance_unless_pinned(
+    pinned: bool,
+) -> None:
+    """faust's pure-Python stream iterator skips an event it reads while flow control is
+    suspended and acks it unseen; the compiled iterator skips without an ack. A PinnedEvent is
+    not committable either way (processors/handler.py)."""
+    consumer = FakeConsumer()
+    app = pinned_app(consumer, PinnedEvent if pinned else faust.Event)
+    skips = metrics.SKIPPED_BY_FAUST.labels("frames")
+    before = skips._value.get()
+    for compiled in (False, True):
+        consumer.acked.clear()
+        chan = app.channel()
+        stream = chan.stream()
+        app.flow_control.resume()  # a running worker
+        it = stream.__aiter__() if compiled else stream._py_aiter()  # type: ignore[attr-defined]
+        step = asyncio.ensure_future(it.__anext__())
+        await asyncio.sleep(0.05)  # the stream waits on an empty queue
+        msg = frame_message(app, 5 + compiled)
+        for subscriber in chan._subscribers:  # type: ignore[attr-defined]
+            subscriber.queue.put_nowait(app.create_event(b"cam1", JPEG, [], msg))
+        app.flow_control.suspend()  # a rebalance begins before the stream task runs again
+        await asyncio.sleep(0.1)
+        assert not step.done()  # skipped: nothing reached the agent
+        step.cancel()
+        expected = [] if pinned or compiled else [5]
+        assert consumer.acked == expected, (pinned, compiled)
+    assert skips._value.get() - before == (1 if pinned else 0)  # counted where it was acked

@@ -11,7 +11,7 @@ import itertools
 import json
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 
 import pytest
@@ -71,12 +71,16 @@ class Results:
     def keys(self, prefix: str = "") -> set[tuple[str, int]]:
         return {(s, q) for s, q, _ in self.seen if s.startswith(prefix)}
 
-    def wait_for(self, prefix: str, n: int, timeout: float, each: Callable[[], None]) -> None:
+    def wait_for(self, prefix: str, n: int, timeout: float, each: Callable[[], None],
+                 explain: Callable[[], object] = lambda: "") -> None:
         end = time.monotonic() + timeout
         while len(self.keys(prefix)) < n and time.monotonic() < end:
             self.read()
             each()
-        assert len(self.keys(prefix)) >= n, f"{len(self.keys(prefix))}/{n} {prefix} results"
+        got = self.keys(prefix)
+        # Which streams lack frames, and whether the group still owes them (lag) or not.
+        assert len(got) >= n, f"{len(got)}/{n} {prefix} results; per stream: " \
+            f"{dict(Counter(s for s, _ in got))}; {explain()}"
 
     def gaps(self, t0: float, t1: float) -> tuple[float, float]:
         """Longest time with no result at all, and longest for any one stream, in [t0, t1) s."""
@@ -190,9 +194,11 @@ def test_burst_scales_out_and_back_in_without_losing_frames(kafka: KafkaSettings
             while trickle.poll() is None and time.time() < t_trickle + 120:
                 results.read(0.5)
                 tick()
+        assert trickle.returncode == 0, log_tail("scale-trickle")  # it dropped no frame
         assert [e[1] for e in scaler.events][:3] == ["start", "start", "stop"], scaler.events
         t_in = scaler.events[2][0]
-        results.wait_for("t", STREAMS * TRICKLE, 60, tick)
+        results.wait_for("t", STREAMS * TRICKLE, 60, tick,
+                         lambda: (plan(), scaler.events, children.exited()))
         end = time.time() + 40  # an overloaded machine may have scaled out again: wait it out
         while len(scaler.workers) > 1 and time.time() < end:
             tick()
