@@ -261,7 +261,7 @@ start_locked() {
       "-Dlog4j2.configurationFile=$BROKER_LOG4J" "-Dkafka.logs.dir=$LOG_DIR"
       "${extra[@]}")
 
-    LOG_MARK="$(wc -l <"$LOG_DIR/server.log" 2>/dev/null || echo 0)"
+    LOG_MARK="$( { wc -l <"$LOG_DIR/server.log"; } 2>/dev/null || echo 0)"  # none yet on a fresh clone
     log "starting broker on $BOOTSTRAP (logs: $LOG_DIR)"
     rm -f "$PID_FILE"
     # New session so Ctrl-C in the calling shell does not reach the broker;
