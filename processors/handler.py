@@ -62,8 +62,7 @@ class PinnedEvent(faust.Event):
 
     def ack(self) -> bool:
         if not self.handed:  # faust skips it at a rebalance or stop; the pin keeps it uncommitted
-            msg = self.message
-            metrics.SKIPPED_BY_FAUST.labels(msg.topic).inc()
+            metrics.SKIPPED_BY_FAUST.labels(self.message.topic).inc()
             log.info("faust skipped %s at a rebalance or stop: left uncommitted, to be replayed",
                      _where(self))  # fmt: skip
         return super().ack()

@@ -94,21 +94,19 @@ class Resume:
         if self._installed is not consumer:  # the first rebalance: before faust's perform_seek
             self.install(consumer)
         committed: dict[TP, int | None] = dict(await consumer.seek_to_committed())
-        fresh = sorted(tp.partition for tp, off in committed.items()
-                       if tp.topic == self.topic and off is None)  # fmt: skip
+        mine = (tp for tp, off in committed.items() if tp.topic == self.topic and off is None)
+        fresh = sorted(mine)  # no commit yet
         if not fresh:
             return committed
-        starts = await asyncio.to_thread(
-            start_offsets, self.kafka, self.topic, fresh, self.policy, self.when
-        )
-        offsets = {tp: starts[tp.partition] for tp in committed if tp.partition in starts
-                   and tp.topic == self.topic}  # fmt: skip
+        starts = await asyncio.to_thread(start_offsets, self.kafka, self.topic,
+                                         [tp.partition for tp in fresh], self.policy, self.when)
+        offsets = {tp: starts[tp.partition] for tp in fresh}
         # faust's own commit path: its bookkeeping and our CommitMonitor see the commit.
         await consumer._commit_offsets(offsets)
-        for tp, offset in sorted(offsets.items()):
+        for tp, offset in offsets.items():
             await consumer.seek(tp, offset)
-            committed[tp] = offset
+        committed.update(offsets)
         log.info("%s: committed a start for the partitions with none (%s): %s", self.topic,
                  f"from {self.when.isoformat()}" if self.when else self.policy,
-                 ", ".join(f"{tp.partition}@{off}" for tp, off in sorted(offsets.items())))
+                 ", ".join(f"{tp.partition}@{off}" for tp, off in offsets.items()))
         return committed

@@ -23,7 +23,7 @@ from evi.scaleplan import Plan, ScalerConfig, Stabilizer, desired_replicas, read
 from evi.settings import KafkaSettings, TopicSettings
 from evi.topics import Topics
 from evi.wire import decode_result
-from tests.helpers import LOGS, REPO, evi_process, log_tail, wait_until
+from tests.helpers import LOGS, REPO, evi_process, log_tail, wait_until, watermarks
 
 pytestmark = pytest.mark.kafka
 
@@ -51,7 +51,7 @@ class Results:
         """Read every result the topic holds now: a backlog of thousands takes more than one
         `read`, and a rate over a window needs all of the window's results."""
         tps = [TopicPartition(self.topic, p) for p in range(PARTITIONS)]
-        ends = [self.c.get_watermark_offsets(tp, 10, cached=False)[1] for tp in tps]
+        ends = [watermarks(self.c, self.topic, p)[1] for p in range(PARTITIONS)]
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             self.read()
