@@ -232,7 +232,7 @@ def run(a: argparse.Namespace, broker: int) -> None:
         kb = sum(map(len, frames)) // len(frames) // 1024
         spread = " ".join(f"{cf[0] / bf[0]:.0%}" for bf, cf in zip(b, c, strict=True))
         rows.append([f"{w}x{h} ({kb} KiB)", f"{bare:.0f}", f"{b_fps:.0f}", f"{c_fps:.0f}",
-                     f"{ratio:.0%} ({spread})", "yes" if ratio >= 0.85 else "NO"])  # fmt: skip
+                     f"{ratio:.1%} ({spread})", "yes" if ratio >= 0.85 else "NO"])  # fmt: skip
         stages.append([f"{w}x{h}", f"{prep:.2f}", f"{bare_ms:.2f}", f"{post:.2f}",
                        f"{b_ms:.2f}", f"{c_ms:.2f}", f"{c_ms - b_ms:.2f}",
                        f"{broker_ms:.2f}"])  # fmt: skip

@@ -91,7 +91,8 @@ class Acker:
             events, deliveries = await self._queue.get()
             try:
                 if not self._failed:
-                    await asyncio.gather(*deliveries)
+                    for delivery in deliveries:  # in order; cheaper than gather's callbacks
+                        await delivery
                     for event in events:
                         event.ack()
             except Exception as e:  # a result we cannot deliver must not be committed past
@@ -180,17 +181,26 @@ class FrameHandler:
     async def finish(self, batch: Started) -> Deliveries:
         """Results of a started batch, sent in order; the deliveries of all its records."""
         deliveries = batch.deliveries
+        outcomes: list[tuple[EventT[Any], FrameMeta, Result | BadFrame]] = []
         try:
             for event, meta, job in batch.jobs:
                 try:
-                    result = await job
+                    outcomes.append((event, meta, await job))
                 except BadFrame as bad:
-                    deliveries.append(await self.dead_letter(event, bad, meta))
-                    continue
-                deliveries.append(await self.send(result, meta))
+                    outcomes.append((event, meta, bad))
         finally:
             for _, _, job in batch.jobs:
                 job.cancel()  # no-op for finished ones; a failed batch leaves nothing running
+        # The whole batch goes out in one go, so librdkafka puts it in one produce request:
+        # results sent as each frame finished trickled into ~3 requests per partition and
+        # batch, and each costs the broker about a millisecond of CPU (docs/benchmarks.md).
+        # Under a backlog that holds a result back by at most one batch; at live rates
+        # batches are a frame or two.
+        for event, meta, out in outcomes:
+            if isinstance(out, BadFrame):
+                deliveries.append(await self.dead_letter(event, out, meta))
+            else:
+                deliveries.append(await self.send(out, meta))
         for event, ts_ms in zip(batch.events, batch.captured, strict=True):  # all done
             msg = event.message
             self.progress(msg.partition, msg.offset, ts_ms)

@@ -64,6 +64,7 @@ class BlazeFaceAdapter(Adapter[BlazeFaceConfig]):
         self.regressors = ""
         self.classificators = ""
         self.label = config.labels[0]
+        self._size = np.array(VARIANTS[config.variant].input_size, np.float32)  # (w, h)
         t = config.score_threshold
         self._min_logit = -np.inf if t <= 0 else np.inf if t >= 1 else float(np.log(t / (1 - t)))
 
@@ -92,18 +93,19 @@ class BlazeFaceAdapter(Adapter[BlazeFaceConfig]):
     def decode(self, regressors: F32, logits: F32) -> tuple[F32, F32]:
         """Raw [N,16] offsets and [N] logits → candidate boxes [K,4] normalised to the input
         tensor and their scores, before NMS. Pure numpy: unit tests call it on recorded tensors."""
-        w, h = self.input_size
-        # Threshold in logit space, then the sigmoid of the few that pass (same result).
+        # Threshold in logit space, then the sigmoid of the few that pass (same result). Few
+        # whole-array calls: this runs on the event loop for every frame.
         idx = np.flatnonzero(logits >= self._min_logit)
-        scores = sigmoid(np.clip(logits[idx], -SCORE_CLIP, SCORE_CLIP))
-        raw = regressors[idx]
-        cx = raw[:, 0] / w + self.anchors[idx, 0]  # anchors are 1x1: no anchor-size factor
-        cy = raw[:, 1] / h + self.anchors[idx, 1]
-        bw = raw[:, 2] / w
-        bh = raw[:, 3] / h
-        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
-        ok = (bw > 0) & (bh > 0)
-        return boxes[ok].astype(np.float32), scores[ok]
+        scores = sigmoid(np.minimum(np.maximum(logits[idx], -SCORE_CLIP), SCORE_CLIP))
+        raw = regressors[idx, :4]
+        size = self._size
+        centre = raw[:, :2] / size + self.anchors[idx]  # anchors are 1x1: no anchor-size factor
+        half = raw[:, 2:] / size / 2
+        boxes: F32 = np.concatenate((centre - half, centre + half), axis=1)
+        ok = (half > 0).all(axis=1)
+        if ok.all():
+            return boxes, scores
+        return boxes[ok], scores[ok]
 
     def postprocess(self, outputs: Mapping[str, F32], prep: Letterbox) -> list[Detection]:
         boxes, scores = self.decode(

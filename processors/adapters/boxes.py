@@ -4,6 +4,7 @@ or stretch) and back, SSD anchor centres, IoU and non-maximum suppression."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -26,14 +27,18 @@ class Letterbox:
 
     def to_frame(self, boxes: F32) -> F32:
         """Boxes [K,4] (x1,y1,x2,y2) normalised to the tensor → normalised to the frame, clipped."""
-        tw, th = self.tensor
-        rw, rh = self.resized
-        px, py = self.pad
-        out = np.empty_like(boxes)
-        out[:, 0::2] = (boxes[:, 0::2] * tw - px) / rw
-        out[:, 1::2] = (boxes[:, 1::2] * th - py) / rh
-        np.clip(out, 0.0, 1.0, out=out)
-        return out
+        mul, sub, div = _box_affine(self.tensor, self.resized, self.pad)
+        out: F32 = (boxes * mul - sub) / div
+        return np.minimum(np.maximum(out, 0.0, out=out), 1.0, out=out)
+
+
+@lru_cache(maxsize=64)
+def _box_affine(tensor: Size, resized: Size, pad: tuple[int, int]) -> tuple[F32, F32, F32]:
+    """(x1,y1,x2,y2)-shaped factors of `to_frame`, made once per frame geometry: a frame's
+    postprocess runs on the event loop, where every small numpy call counts."""
+    (tw, th), (rw, rh), (px, py) = tensor, resized, pad
+    return (np.array([tw, th, tw, th], np.float32), np.array([px, py, px, py], np.float32),
+            np.array([rw, rh, rw, rh], np.float32))  # fmt: skip
 
 
 def letterbox_geometry(frame: Size, tensor: Size) -> Letterbox:
@@ -75,9 +80,9 @@ def stretch(image: U8, tensor: Size) -> tuple[U8, Letterbox]:
 
 
 def sigmoid(x: F32) -> F32:
-    """Logistic function without overflow for any float32 input."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
+    """Logistic function without overflow for any float32 input (tanh saturates, exp does not)."""
+    out: F32 = np.tanh(np.multiply(x, 0.5, dtype=np.float32))
+    return np.add(np.multiply(out, 0.5, out=out), 0.5, out=out)
 
 
 def ssd_anchors(
@@ -115,8 +120,9 @@ def ssd_anchors(
 
 def iou_one(box: F32, boxes: F32) -> F32:
     """IoU of one box [4] with many [K,4]; boxes are (x1,y1,x2,y2)."""
-    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    # np.maximum(…, 0), not np.clip: the same values without clip's Python-level wrappers.
+    ix = np.maximum(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0)
+    iy = np.maximum(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0)
     inter = ix * iy
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])

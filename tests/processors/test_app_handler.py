@@ -118,7 +118,35 @@ async def test_an_unexpected_error_escapes_the_handler() -> None:
     h, results, _, _ = handler()
     with pytest.raises(RuntimeError, match="boom"):
         await h.handle([event(0, JPEG), event(1, BOOM), event(2, JPEG)])  # type: ignore[list-item]
-    assert [decode_result(v).seq for _, v, _ in results] == [0]
+    assert results == []  # the batch is replayed whole: nothing of it went out
+
+
+async def test_a_batch_goes_to_the_sink_in_one_go_after_its_last_frame() -> None:
+    """One produce request per batch, not a trickle as frames finish (docs/benchmarks.md)."""
+    h, results, dlq, _ = handler()
+    finished: list[int] = []
+    seen_at_send: list[int] = []
+    run = h.pipeline.run
+
+    async def slow_last(meta: FrameMeta, jpeg: bytes) -> Result:
+        await asyncio.sleep(0.05 if meta.seq == 3 else 0)
+        try:
+            return await run(meta, jpeg)
+        finally:
+            finished.append(meta.seq)
+
+    send = h.sink.send
+
+    async def counting_send(*args: Any, **kwargs: Any) -> asyncio.Future[None]:
+        seen_at_send.append(len(finished))
+        return await send(*args, **kwargs)
+
+    h.pipeline.run = slow_last  # type: ignore[method-assign]
+    h.sink.send = counting_send  # type: ignore[method-assign]
+    await h.handle([event(i, CORRUPT if i == 1 else JPEG) for i in range(4)])  # type: ignore[misc]
+    assert [decode_result(v).seq for _, v, _ in results] == [0, 2, 3]
+    assert len(dlq) == 1
+    assert seen_at_send == [4, 4, 4, 4]  # every record after all four frames were done
 
 
 async def test_acker_acks_delivered_batches_in_order() -> None:
