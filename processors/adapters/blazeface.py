@@ -65,6 +65,7 @@ class BlazeFaceAdapter(Adapter[BlazeFaceConfig]):
         self.classificators = ""
         self.label = config.labels[0]
         self._size = np.array(VARIANTS[config.variant].input_size, np.float32)  # (w, h)
+        self._twice_size = self._size * 2  # x / (2w) == x / w / 2 exactly: one call, not two
         t = config.score_threshold
         self._min_logit = -np.inf if t <= 0 else np.inf if t >= 1 else float(np.log(t / (1 - t)))
 
@@ -98,9 +99,8 @@ class BlazeFaceAdapter(Adapter[BlazeFaceConfig]):
         idx = np.flatnonzero(logits >= self._min_logit)
         scores = sigmoid(np.minimum(np.maximum(logits[idx], -SCORE_CLIP), SCORE_CLIP))
         raw = regressors[idx, :4]
-        size = self._size
-        centre = raw[:, :2] / size + self.anchors[idx]  # anchors are 1x1: no anchor-size factor
-        half = raw[:, 2:] / size / 2
+        centre = raw[:, :2] / self._size + self.anchors[idx]  # anchors are 1x1: no size factor
+        half = raw[:, 2:] / self._twice_size
         boxes: F32 = np.concatenate((centre - half, centre + half), axis=1)
         ok = (half > 0).all(axis=1)
         if ok.all():
