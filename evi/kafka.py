@@ -65,6 +65,19 @@ def partitions_of(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> in
     return len(t.partitions)
 
 
+def offsets_at(c: Consumer, topic: str, partitions: list[int], ms: int,
+               timeout: float = 10.0) -> dict[int, int]:
+    """Per partition, the first offset whose timestamp is at or after `ms`, else (no record that
+    recent: Kafka answers -1) the end offset. A partition's error raises KafkaException."""
+    out: dict[int, int] = {}
+    for tp in c.offsets_for_times([TopicPartition(topic, p, ms) for p in partitions], timeout):
+        if tp.error is not None:
+            raise KafkaException(tp.error)
+        out[tp.partition] = tp.offset if tp.offset >= 0 else c.get_watermark_offsets(
+            TopicPartition(topic, tp.partition), timeout=timeout, cached=False)[1]
+    return out
+
+
 @dataclass(frozen=True)
 class PartitionLag:
     partition: int

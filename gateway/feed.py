@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
+from evi.kafka import offsets_at
 from evi.topics import Topics
 from gateway.settings import GatewaySettings
 
@@ -102,14 +103,11 @@ class Feed:
         """From the end now (since_ms None) or from the first record at/after since_ms."""
         if topic == self.topics.streams:
             return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts]
-        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in parts}
         if since_ms is None:
-            return [TopicPartition(topic, p, ends[p]) for p in parts]
-        found = c.offsets_for_times([TopicPartition(topic, p, since_ms) for p in parts], timeout=5)
-        return [
-            TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else ends[tp.partition])
-            for tp in found
-        ]
+            at = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in parts}
+        else:  # a partition's error raises: the next metadata look retries from the same time
+            at = offsets_at(c, topic, parts, since_ms, 5)
+        return [TopicPartition(topic, p, o) for p, o in at.items()]
 
     def _assign_new(self, c: Consumer, since_ms: int | None) -> int:
         wanted = self._wanted(c)

@@ -25,9 +25,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from faust.types import TP
 
+from evi.kafka import offsets_at
 from evi.settings import KafkaSettings
 
 log = logging.getLogger("evi.processor")
@@ -43,22 +44,11 @@ def start_offsets(
     nothing is that recent), else the log start (`earliest`) or the end offset (`latest`)."""
     c = Consumer(kafka.client_config() | {"group.id": "evi-start-offsets"})
     try:
-        out: dict[int, int] = {}
         if when is not None:
-            ms = int(when.timestamp() * 1000)
-            found = c.offsets_for_times([TopicPartition(topic, p, ms) for p in partitions],
-                                        timeout=timeout)  # fmt: skip
-            for tp in found:
-                if tp.error is not None:
-                    raise KafkaException(tp.error)
-                if tp.offset >= 0:
-                    out[tp.partition] = tp.offset
-        for p in partitions:
-            if p not in out:  # no --from, or no record that recent: the watermark
-                low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout,
-                                                    cached=False)  # fmt: skip
-                out[p] = high if when is not None or policy == "latest" else low
-        return out
+            return offsets_at(c, topic, partitions, int(when.timestamp() * 1000), timeout)
+        marks = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout,
+                                            cached=False) for p in partitions}  # fmt: skip
+        return {p: low if policy == "earliest" else high for p, (low, high) in marks.items()}
     finally:
         c.close()
 

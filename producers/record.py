@@ -25,7 +25,7 @@ from typing import TypeVar
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from evi.errors import BadFrame, ConfigError
-from evi.kafka import partitions_of
+from evi.kafka import offsets_at, partitions_of
 from evi.log import setup as setup_logging
 from evi.settings import KafkaSettings, ServiceSettings, die_on_config_error, load, override
 from evi.topics import Topics
@@ -96,21 +96,18 @@ class WindowReader:
         except KeyError:
             raise WindowError(f"topic {self.topic} does not exist (check --kind, "
                               "--topic-prefix or --from-topic)") from None
-        starts = c.offsets_for_times(
-            [TopicPartition(self.topic, p, self.since_ms) for p in range(n)], timeout)
-        ends = c.offsets_for_times(
-            [TopicPartition(self.topic, p, self.until_ms) for p in range(n)], timeout)
-        for s, e in zip(starts, ends, strict=True):
-            low, high = c.get_watermark_offsets(TopicPartition(self.topic, s.partition),
-                                                timeout=timeout, cached=False)
-            start = s.offset if s.offset >= 0 else high
-            end = e.offset if e.offset >= 0 else high
+        parts = list(range(n))
+        starts = offsets_at(c, self.topic, parts, self.since_ms, timeout)
+        ends = offsets_at(c, self.topic, parts, self.until_ms, timeout)
+        for p in parts:
+            start, end = starts[p], ends[p]
             if start < end:
-                self.ranges[s.partition] = (start, end)
+                self.ranges[p] = (start, end)
+                low = c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout,
+                                              cached=False)[0]  # fmt: skip
                 if start == low > 0:
                     log.warning("%s[%d]: records before offset %d were deleted by retention; "
-                                "the window may start later than --since", self.topic,
-                                s.partition, low)
+                                "the window may start later than --since", self.topic, p, low)
 
     def __iter__(self) -> Iterator[ClipRecord]:
         c = self._consumer()
