@@ -199,7 +199,10 @@ def test_topic_to_topic_copy_of_a_window_with_pacing(
 def test_keep_ts_preserves_capture_and_record_timestamps(
     kafka: KafkaSettings, topics: Topics, tmp_path: Path
 ) -> None:
-    times = [1_764_070_000_000 + 25 * i for i in range(12)]
+    # Recent: records past the topic's retention (1 h) would be deleted at the broker's next
+    # retention check (every 60 s), which once fell between the replay and the read.
+    t0 = int(time.time() * 1000) - 300_000
+    times = [t0 + 25 * i for i in range(12)]
     clip = tmp_path / "k.evi"
     recs = write_clip(clip, {"cam-k": times}, extra=[("trace-id", b"t-1"), ("nullable", None)])
     out = evi("replay", str(clip), "--keep-ts", "--speed", "max", *common(kafka, topics.prefix))
