@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from evi.kafka import admin, broker_answers, ensure_topics
+from evi.kafka import broker_answers, ensure_topics
 from evi.settings import KafkaSettings, TopicSettings
 from evi.topics import Topics
+from tests.helpers import delete_topics_with_prefix
 
 BOOTSTRAP = os.environ.get("EVI_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 
@@ -37,12 +38,3 @@ def topics(kafka: KafkaSettings, topic_settings: TopicSettings) -> Iterator[Topi
     ensure_topics(kafka, t.specs(["face"]))
     yield t
     delete_topics_with_prefix(kafka, t.prefix)
-
-
-def delete_topics_with_prefix(kafka: KafkaSettings, prefix: str) -> None:
-    """Keep the shared broker small as the suite goes on (hundreds of tests, a prefix each)."""
-    client = admin(kafka)
-    names = [n for n in client.list_topics(timeout=10).topics if n.startswith(f"{prefix}.")]
-    if names:
-        for fut in client.delete_topics(names, operation_timeout=30).values():
-            fut.result()

@@ -16,11 +16,25 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from evi.kafka import partitions_of
+from evi.kafka import admin, partitions_of
 from evi.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parent.parent
 LOGS = REPO / "test-artifacts" / "logs"
+
+
+def common(kafka: KafkaSettings, prefix: str) -> list[str]:
+    """The connection flags every evi command takes."""
+    return ["--bootstrap-servers", kafka.bootstrap_servers, "--topic-prefix", prefix]
+
+
+def delete_topics_with_prefix(kafka: KafkaSettings, prefix: str) -> None:
+    """Keep the shared broker small as the suite goes on (hundreds of tests, a prefix each)."""
+    client = admin(kafka)
+    names = [n for n in client.list_topics(timeout=10).topics if n.startswith(f"{prefix}.")]
+    if names:
+        for fut in client.delete_topics(names, operation_timeout=30).values():
+            fut.result()
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ from evi.kafka import partitions_of
 from evi.settings import KafkaSettings
 from evi.wire import FrameMeta, frame_headers, parse_frame
 from producers.clip import ClipRecord, ClipWriter
-from tests.helpers import REPO, consume_all, header_pairs, watermarks
+from tests.helpers import REPO, common, consume_all, header_pairs, watermarks
 
 KCAT = shutil.which("kcat")
 
@@ -107,9 +107,4 @@ def produce(kafka: KafkaSettings, prefix: str, streams: list[str], count: int, f
     args = []
     for s in streams:
         args += ["--source", "sample:", "--stream", s]
-    assert main([*args, "--count", str(count), "--fps", str(fps), "--bootstrap-servers",
-                 kafka.bootstrap_servers, "--topic-prefix", prefix]) == 0
-
-
-def common(kafka: KafkaSettings, prefix: str) -> list[str]:
-    return ["--bootstrap-servers", kafka.bootstrap_servers, "--topic-prefix", prefix]
+    assert main([*args, "--count", str(count), "--fps", str(fps), *common(kafka, prefix)]) == 0

@@ -23,7 +23,16 @@ from evi.scaleplan import Plan, ScalerConfig, Stabilizer, desired_replicas, read
 from evi.settings import KafkaSettings, TopicSettings
 from evi.topics import Topics
 from evi.wire import decode_result
-from tests.helpers import LOGS, REPO, evi_process, log_tail, wait_until, watermarks
+from tests.helpers import (
+    LOGS,
+    REPO,
+    common,
+    delete_topics_with_prefix,
+    evi_process,
+    log_tail,
+    wait_until,
+    watermarks,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -100,11 +109,11 @@ class Results:
         return n / (t1 - t0)
 
 
-def produce(name: str, common: list[str], stream: str, count: int, fps: float) -> list[str]:
+def produce(name: str, flags: list[str], stream: str, count: int, fps: float) -> list[str]:
     sources = [a for i in range(STREAMS) for a in ("--source", "sample:", "--stream",
                                                    f"{stream}{i:02d}")]
     return [name, "produce", *sources, "--kind", "face", "--loop", "--count", str(count),
-            "--fps", str(fps), *common]
+            "--fps", str(fps), *flags]
 
 
 def ready(plan: Callable[[], Plan]) -> bool:
@@ -120,18 +129,26 @@ def owners(plan: Plan) -> int:
 
 
 @pytest.mark.timeout(540)
-def test_burst_scales_out_and_back_in_without_losing_frames(kafka: KafkaSettings) -> None:
+def test_burst_scales_out_and_back_in_without_losing_frames(
+    kafka: KafkaSettings, request: pytest.FixtureRequest
+) -> None:
     topics = Topics(TopicSettings(prefix=f"t{uuid.uuid4().hex[:10]}", frame_partitions=PARTITIONS))
     stage = Topics(TopicSettings(prefix=f"{topics.prefix}-stage", frame_partitions=PARTITIONS))
     ensure_topics(kafka, [*topics.specs(["face"]), *stage.specs(["face"])])
-    common = ["--bootstrap-servers", kafka.bootstrap_servers, "--topic-prefix", topics.prefix]
+
+    def delete_topics() -> None:  # ~500 MB of frames each; a teardown error does not mask one
+        for prefix in (topics.prefix, stage.prefix):
+            delete_topics_with_prefix(kafka, prefix)
+
+    request.addfinalizer(delete_topics)
+    flags = common(kafka, topics.prefix)
     cfg = ScalerConfig(lag_threshold=THRESHOLD, offset_reset_policy="earliest",
                        min_replicas=1, max_replicas=2)
     children = Children(log_dir=LOGS / "scaling", quiet=True)
     # Each worker on its own core with one inference and one decode thread, like a pod with a
     # one-CPU limit: a second worker adds a core.
     scaler = Autoscaler(children, kafka, topics, "face", cfg,
-                        worker_args=[*common, "--decode-threads", "1"], pin_cores=True,
+                        worker_args=[*flags, "--decode-threads", "1"], pin_cores=True,
                         interval_s=1.0, stabilizer=Stabilizer(up_s=0.0, down_s=15.0))
     results = Results(kafka, topics.results("face"))
     history: list[tuple[float, int, int, int]] = []  # (time, lag, desired, workers)
@@ -149,18 +166,18 @@ def test_burst_scales_out_and_back_in_without_losing_frames(kafka: KafkaSettings
     try:
         wait_until(lambda: ready(plan), 30, "partition leaders of the new topics")
         t_staged = int(time.time() * 1000)
-        to_stage = [*common[:2], "--topic-prefix", stage.prefix]
+        to_stage = common(kafka, stage.prefix)
         with evi_process(*produce("scale-stage", to_stage, "b", BURST, 0)) as producer:
             assert producer.wait(240) == 0, log_tail("scale-stage")
         tick()  # an empty group: KEDA wakes the minimum, one worker
         assert scaler.workers == ["processor-face-1"]
-        with evi_process(*produce("scale-warmup", common, "w", WARMUP, 0)):
+        with evi_process(*produce("scale-warmup", flags, "w", WARMUP, 0)):
             results.wait_for("w", STREAMS * WARMUP, 90, lambda: None)
 
         # A burst, far faster than one worker: lag builds and the plan asks for more.
         t_burst = time.time()
         with evi_process("scale-burst", "replay", "--from-topic", stage.frames("face"), "--since",
-                         str(t_staged), "--kind", "face", "--speed", "max", *common) as replay:
+                         str(t_staged), "--kind", "face", "--speed", "max", *flags) as replay:
             assert replay.wait(120) == 0, log_tail("scale-burst")
         t_produced = time.time()
         asked = plan()
@@ -197,7 +214,7 @@ def test_burst_scales_out_and_back_in_without_losing_frames(kafka: KafkaSettings
 
         # Light load: the plan falls to the minimum and, after the window, a worker leaves.
         t_trickle = time.time()
-        with evi_process(*produce("scale-trickle", common, "t", TRICKLE, TRICKLE_FPS)) as trickle:
+        with evi_process(*produce("scale-trickle", flags, "t", TRICKLE, TRICKLE_FPS)) as trickle:
             while trickle.poll() is None and time.time() < t_trickle + 120:
                 results.read(0.5)
                 tick()
