@@ -42,7 +42,8 @@ class PrivateBroker:
         r = subprocess.run(["bash", str(KAFKA_SCRIPT), action], env=self.env, timeout=timeout,
                            capture_output=True, text=True, check=False)
         if r.returncode != 0:
-            raise AssertionError(f"kafka.sh {action} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+            # The tail: kafka.sh prints the JVM's own output (fatal errors such as an OOM) last.
+            raise AssertionError(f"kafka.sh {action} failed ({r.returncode}):\n{r.stderr[-6000:]}")
 
     def start(self) -> None:
         self.sh("start")
@@ -58,8 +59,9 @@ class PrivateBroker:
 
 
 @contextlib.contextmanager
-def private_broker(root: Path) -> Iterator[PrivateBroker]:
-    """Start a private broker under `root` (a tmp dir); stop it when done."""
+def private_broker(root: Path, heap: str = "-Xms128m -Xmx256m") -> Iterator[PrivateBroker]:
+    """Start a private broker under `root` (a tmp dir) with JVM heap options `heap`; stop it
+    when done."""
     shared = Path(os.environ.get("EVI_CACHE_DIR", REPO_ROOT / ".cache")) / "kafka" / "libs"
     if not (shared / ".pom.sha256").exists():
         pytest.fail(f"Kafka jars missing at {shared}: run `deploy/kafka/kafka.sh fetch` first")
@@ -71,7 +73,7 @@ def private_broker(root: Path) -> Iterator[PrivateBroker]:
     env = {**os.environ, "EVI_CACHE_DIR": str(root), "EVI_KAFKA_HOST": "127.0.0.1",
            "EVI_KAFKA_PORT": str(port), "EVI_KAFKA_CONTROLLER_PORT": str(controller),
            "EVI_KAFKA_START_TIMEOUT": "90", "EVI_KAFKA_STOP_TIMEOUT": "30",
-           "EVI_KAFKA_HEAP_OPTS": "-Xms128m -Xmx256m"}
+           "EVI_KAFKA_HEAP_OPTS": heap}
     broker = PrivateBroker(root, port, controller, env)
     broker.start()
     try:

@@ -212,15 +212,17 @@ format_storage_once() {
 # Lines of server.log written before this start (so failures show only new output).
 LOG_MARK=0
 
+# kafka.out (the JVM's own stdout/stderr) goes last: a fatal exit such as
+# "Terminating due to java.lang.OutOfMemoryError" is written only there.
 show_log_tail() {
   local n="${1:-30}"
-  if [[ -s "$LOG_DIR/kafka.out" ]]; then
-    echo "----- $LOG_DIR/kafka.out (last $n lines) -----" >&2
-    tail -n "$n" "$LOG_DIR/kafka.out" >&2
-  fi
   if [[ -s "$LOG_DIR/server.log" ]]; then
     echo "----- $LOG_DIR/server.log (last $n lines of this run) -----" >&2
     tail -n "+$((LOG_MARK + 1))" "$LOG_DIR/server.log" | tail -n "$n" >&2
+  fi
+  if [[ -s "$LOG_DIR/kafka.out" ]]; then
+    echo "----- $LOG_DIR/kafka.out (last $n lines) -----" >&2
+    tail -n "$n" "$LOG_DIR/kafka.out" >&2
   fi
 }
 

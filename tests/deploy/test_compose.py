@@ -120,7 +120,8 @@ def test_kafka_config_matches_deploy_kafka(compose: Obj) -> None:
     theirs = server_properties()
     shared = (set(ours) & set(theirs)) - PER_HOST
     assert {"message.max.bytes", "replica.fetch.max.bytes", "auto.create.topics.enable",
-            "offsets.topic.num.partitions", "group.initial.rebalance.delay.ms"} <= shared
+            "offsets.topic.num.partitions", "group.initial.rebalance.delay.ms",
+            "log.cleaner.dedupe.buffer.size"} <= shared
     assert {k: ours[k] for k in shared} == {k: theirs[k] for k in shared}
     assert int(ours["message.max.bytes"]) == 10 << 20
     assert int(ours["message.max.bytes"]) >= TopicSettings().max_message_bytes
