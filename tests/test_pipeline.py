@@ -16,7 +16,7 @@ from evi.topics import Topics
 from gateway.fanout import unpack_message
 from producers.sample import SampleClip
 from tests.fixtures.faces import ASTRONAUT_FACE
-from tests.helpers import evi_process, free_port, http_ok, log_tail, wait_until
+from tests.helpers import common, evi_process, free_port, http_ok, log_tail, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -46,13 +46,13 @@ def true_face(clip: SampleClip, i: int) -> tuple[float, float, float, float] | N
 
 def test_sample_clip_through_whole_pipeline(kafka: KafkaSettings, topics: Topics) -> None:
     port = free_port()
-    common = ["--bootstrap-servers", kafka.bootstrap_servers, "--topic-prefix", topics.prefix]
+    flags = common(kafka, topics.prefix)
     with (
         # Keep every frame of the clip so each result can be paired with its picture even when
         # the processor trails the producer by the whole clip (first inference warms up).
-        evi_process("slice-gateway", "gateway", "--port", str(port), *common,
+        evi_process("slice-gateway", "gateway", "--port", str(port), *flags,
                     env={"EVI_FRAME_CACHE": str(FRAMES)}),
-        evi_process("slice-processor", "process", "--kind", "face", "--web-port", "0", *common),
+        evi_process("slice-processor", "process", "--kind", "face", "--web-port", "0", *flags),
     ):
         wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 60, "gateway ready")
         got: list[dict[str, object]] = []
@@ -61,7 +61,7 @@ def test_sample_clip_through_whole_pipeline(kafka: KafkaSettings, topics: Topics
             assert hello["type"] == "hello"
             with evi_process(
                 "slice-producer", "produce", "--source", "sample:", "--stream", "slice",
-                "--kind", "face", "--fps", "40", "--count", str(FRAMES), *common,
+                "--kind", "face", "--fps", "40", "--count", str(FRAMES), *flags,
             ) as producer:
                 deadline = time.monotonic() + 120
                 while len(got) < FRAMES and time.monotonic() < deadline:

@@ -15,7 +15,7 @@ from playwright.sync_api import Page
 from evi.settings import KafkaSettings
 from evi.topics import Topics
 from tests.e2e.browser import chromium_page
-from tests.helpers import REPO, evi_process, free_port, http_ok, log_tail, wait_until
+from tests.helpers import REPO, common, evi_process, free_port, http_ok, log_tail, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -52,22 +52,22 @@ def test_dashboard_end_to_end(kafka: KafkaSettings, topics: Topics) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    common = ["--bootstrap-servers", kafka.bootstrap_servers, "--topic-prefix", topics.prefix]
+    flags = common(kafka, topics.prefix)
     fast_probe = {"EVI_PROBE_INTERVAL_S": "0.5", "EVI_KINDS_INTERVAL_S": "1"}
 
     def gateway() -> contextlib.AbstractContextManager[object]:
-        return evi_process("e2e-gateway", "gateway", "--port", str(port), *common,
+        return evi_process("e2e-gateway", "gateway", "--port", str(port), *flags,
                            env=fast_probe)
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(evi_process("e2e-proc-short", "process", "--kind", "face",
-                                        "--web-port", "0", *common))
+                                        "--web-port", "0", *flags))
         stack.enter_context(evi_process("e2e-proc-full", "process", "--kind", "face", "--model",
-                                        "blazeface-full", "--web-port", "0", *common))
+                                        "blazeface-full", "--web-port", "0", *flags))
         stack.enter_context(evi_process(
             "e2e-producer", "produce", "--source", "sample:", "--stream", "sample-1",
             "--source", "sample:", "--stream", "sample-2", "--kind", "face", "--fps", "5",
-            "--loop", *common))
+            "--loop", *flags))
         page = stack.enter_context(chromium_page())
 
         with gateway():

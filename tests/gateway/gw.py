@@ -11,7 +11,7 @@ from typing import Any
 
 from evi.settings import KafkaSettings
 from evi.topics import Topics
-from tests.helpers import evi_process, free_port, http_ok, log_tail, wait_until
+from tests.helpers import common, evi_process, free_port, http_ok, log_tail, wait_until
 
 
 @dataclass
@@ -41,8 +41,8 @@ def gateway(
     port = port or free_port()
     gw = Gateway(port, name)
     env = {"EVI_PROBE_INTERVAL_S": "0.5", "EVI_KINDS_INTERVAL_S": "1", **(env or {})}
-    with evi_process(name, "gateway", "--port", str(port), "--bootstrap-servers",
-                     kafka.bootstrap_servers, "--topic-prefix", topics.prefix, env=env) as proc:
+    with evi_process(name, "gateway", "--port", str(port), *common(kafka, topics.prefix),
+                     env=env) as proc:
         wait_until(lambda: proc.poll() is not None or http_ok(gw.url("/readyz")), 30,
                    f"gateway {name} ready")
         assert proc.poll() is None, f"gateway exited:\n{gw.log()}"

@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from evi.kafka import ensure_topics
 from evi.settings import TopicSettings
 from evi.topics import Topics
-from tests.helpers import LOGS, evi_process, free_port, http_ok, log_tail, wait_until
+from tests.helpers import LOGS, common, evi_process, free_port, http_ok, log_tail, wait_until
 from tests.private_broker import private_broker
 from tests.producers.kafka_util import frames, read_topic, statuses
 
@@ -129,8 +129,7 @@ def test_broker_stopped_mid_run_bounds_memory_counts_drops_and_resumes(tmp_path:
                "EVI_PUBLISHER__QUEUE_FRAMES": str(QUEUE_FRAMES)}
         args = ["produce", "--source", "sample:1920x1080", "--stream", STREAM, "--loop",
                 "--fps", str(FPS), "--quality", "95", "--metrics-port", str(mport),
-                "--bootstrap-servers", kafka.bootstrap_servers, "--topic-prefix", topics.prefix,
-                "--log-level", "INFO"]
+                *common(kafka, topics.prefix), "--log-level", "INFO"]
         with evi_process(LOG_NAME, *args, env=env) as proc:
             sampler = RssSampler(proc.pid)
             try:

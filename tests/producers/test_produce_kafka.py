@@ -17,7 +17,7 @@ from evi.topics import Topics
 from producers.__main__ import main
 from producers.sample import SampleClip
 from producers.sample import main as sample_main
-from tests.helpers import REPO, free_port, wait_until
+from tests.helpers import REPO, common, free_port, wait_until
 from tests.producers.kafka_util import frames, read_topic, statuses
 
 pytestmark = pytest.mark.kafka
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.kafka
 def test_sample_source_reaches_topic_in_order(kafka: KafkaSettings, topics: Topics) -> None:
     code = main([
         "--source", "sample:", "--stream", "cam-a", "--count", "25", "--fps", "0",
-        "--bootstrap-servers", kafka.bootstrap_servers, "--topic-prefix", topics.prefix,
+        *common(kafka, topics.prefix),
     ])
     assert code == 0
     recs = read_topic(kafka, topics.frames("face"))
@@ -58,8 +58,7 @@ def test_file_source_with_two_kinds_and_resize(
     assert sample_main(["--out", str(clip), "--frames", "20"]) == 0
     code = main([
         "--source", str(clip), "--kind", "face", "--kind", "person", "--fps", "0",
-        "--width", "320", "--bootstrap-servers", kafka.bootstrap_servers,
-        "--topic-prefix", topics.prefix,
+        "--width", "320", *common(kafka, topics.prefix),
     ])
     assert code == 0
     for kind in ("face", "person"):
@@ -91,8 +90,7 @@ def test_sigterm_flushes_marks_ended_and_metrics_are_served(
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "producers", "--source", "sample:320x240", "--stream", "term",
-         "--loop", "--fps", "30", "--metrics-port", str(port), "--bootstrap-servers",
-         kafka.bootstrap_servers, "--topic-prefix", topics.prefix],
+         "--loop", "--fps", "30", "--metrics-port", str(port), *common(kafka, topics.prefix)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}/metrics"

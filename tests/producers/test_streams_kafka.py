@@ -15,7 +15,7 @@ from producers.metrics import ProducerMetrics
 from producers.runner import run
 from producers.sample import main as sample_main
 from producers.settings import ProducerSettings
-from tests.helpers import free_port, wait_until
+from tests.helpers import common, free_port, wait_until
 from tests.producers.kafka_util import frames, read_topic, statuses
 from tests.producers.mjpeg_server import MjpegCamera
 from tests.producers.tcp_forward import Forwarder
@@ -44,8 +44,7 @@ def test_four_file_streams_in_one_process_arrive_in_order(
         lines.append(f"  - {{id: {name}, source: '{clip}', kinds: {kinds}}}")
     cfg = tmp_path / "streams.yaml"
     cfg.write_text("\n".join(lines) + "\n")
-    code = main(["--config", str(cfg), "--fps", "0", "--bootstrap-servers",
-                 kafka.bootstrap_servers, "--topic-prefix", topics.prefix])
+    code = main(["--config", str(cfg), "--fps", "0", *common(kafka, topics.prefix)])
     assert code == 0
     face = read_topic(kafka, topics.frames("face"))
     by_stream = frames(face)

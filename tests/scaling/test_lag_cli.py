@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from evi.settings import KafkaSettings
 from evi.topics import Topics
-from tests.helpers import REPO
+from tests.helpers import REPO, common
 
 pytestmark = pytest.mark.kafka
 
@@ -31,9 +31,9 @@ def test_lag_and_plan_of_a_group_with_a_backlog(kafka: KafkaSettings, topics: To
     c = Consumer(kafka.client_config() | {"group.id": group, "enable.auto.commit": False})
     c.commit(offsets=[TopicPartition(frames, 0, 10)], asynchronous=False)
     c.close()
-    common = ["--bootstrap-servers", kafka.bootstrap_servers, "--topic-prefix", topics.prefix]
+    flags = common(kafka, topics.prefix)
 
-    done = evi_lag(*common, "--json", "--lag-threshold", "20", "--watch", "2", "--interval", "0.2")
+    done = evi_lag(*flags, "--json", "--lag-threshold", "20", "--watch", "2", "--interval", "0.2")
     assert done.returncode == 0, done.stderr
     docs = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(docs) == 2
@@ -47,15 +47,15 @@ def test_lag_and_plan_of_a_group_with_a_backlog(kafka: KafkaSettings, topics: To
     # above, so 90 passes and asks for ceil(90 / 20) = 5 workers on 4 partitions
     assert (d["metric"], d["active"], d["desired"]) == (90, True, 5)
 
-    latest = json.loads(evi_lag(*common, "--json", "--lag-threshold", "20",
+    latest = json.loads(evi_lag(*flags, "--json", "--lag-threshold", "20",
                                 "--offset-reset-policy", "latest").stdout)
     assert (latest["metric"], latest["desired"]) == (15 + 3, 1)  # uncommitted count 1 each
 
-    table = evi_lag(*common, "--lag-threshold", "20", "--max-replicas", "3")
+    table = evi_lag(*flags, "--lag-threshold", "20", "--max-replicas", "3")
     head, row = table.stdout.splitlines()
     assert head.split() == ["kind", "group", "parts", "lag", "metric", "active", "members",
                             "state", "desired"]
     assert row.split() == ["face", group, "4", "90", "90", "yes", "0", "empty", "3"]
 
-    missing = evi_lag(*common, "--kind", "person")
+    missing = evi_lag(*flags, "--kind", "person")
     assert missing.returncode == 1 and "does not exist" in missing.stderr

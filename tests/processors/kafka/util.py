@@ -24,7 +24,7 @@ from evi.settings import KafkaSettings
 from evi.topics import Topics
 from evi.wire import FrameMeta, Result, decode_result, frame_headers
 from producers.sample import SampleClip
-from tests.helpers import REPO, consume_all, evi_process, header_pairs, log_tail, wait_until
+from tests.helpers import REPO, common, consume_all, evi_process, header_pairs, log_tail, wait_until
 
 W, H = 640, 480
 
@@ -191,7 +191,7 @@ def processor(
     """`evi process --kind face` as a child process, waited for until its web server answers."""
     with evi_process(
         name, "process", "--kind", "face", "--web-port", str(port),
-        "--bootstrap-servers", kafka.bootstrap_servers, "--topic-prefix", topics.prefix, *args,
+        *common(kafka, topics.prefix), *args,
         env=env,
     ) as proc:  # fmt: skip
         wait_until(lambda: status(port, "/healthz") != 0 or proc.poll() is not None, 90,
