@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 
 from bench.broker import broker_placed
 from bench.model import bare_throughput, per_call_ms, table
-from evi.kafka import ensure_topics
+from evi.kafka import ensure_topics, watermarks
 from evi.settings import REPO_ROOT, KafkaSettings, TopicSettings
 from evi.topics import Topics
 from evi.wire import FrameMeta, frame_headers
@@ -106,8 +106,7 @@ def real_worker(
     results = topics.results("face")
     c = Consumer(kafka.client_config() | {"group.id": f"bench-{uuid.uuid4().hex[:8]}",
                                           "enable.auto.commit": False})  # fmt: skip
-    start = {p: c.get_watermark_offsets(TopicPartition(results, p), 10, cached=False)[1]
-             for p in range(PARTITIONS)}  # fmt: skip
+    start = {p: high for p, (_, high) in watermarks(c, results, list(range(PARTITIONS))).items()}
     c.assign([TopicPartition(results, p, off) for p, off in start.items()])
     cmd = [sys.executable, "-m", "evi.cli", "process", "--kind", "face", "--web-port", "0",
            "--topic-prefix", topics.prefix, "--group-id", group, "--log-level", "WARNING"]

@@ -65,6 +65,13 @@ def partitions_of(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> in
     return len(t.partitions)
 
 
+def watermarks(c: Consumer, topic: str, partitions: list[int],
+               timeout: float = 10.0) -> dict[int, tuple[int, int]]:
+    """Per partition, (log start, end offset), asked of the broker (not the client's cache)."""
+    return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)
+            for p in partitions}  # fmt: skip
+
+
 def offsets_at(c: Consumer, topic: str, partitions: list[int], ms: int,
                timeout: float = 10.0) -> dict[int, int]:
     """Per partition, the first offset whose timestamp is at or after `ms`, else (no record that
@@ -73,8 +80,8 @@ def offsets_at(c: Consumer, topic: str, partitions: list[int], ms: int,
     for tp in c.offsets_for_times([TopicPartition(topic, p, ms) for p in partitions], timeout):
         if tp.error is not None:
             raise KafkaException(tp.error)
-        out[tp.partition] = tp.offset if tp.offset >= 0 else c.get_watermark_offsets(
-            TopicPartition(topic, tp.partition), timeout=timeout, cached=False)[1]
+        out[tp.partition] = (tp.offset if tp.offset >= 0
+                             else watermarks(c, topic, [tp.partition], timeout)[tp.partition][1])
     return out
 
 
@@ -103,14 +110,10 @@ def group_lag(
     c = Consumer(cfg)
     try:
         n = partitions_of(kafka, topic, timeout)
-        tps = [TopicPartition(topic, p) for p in range(n)]
-        committed = c.committed(tps, timeout=timeout)
-        out = []
-        for tp in committed:
-            low, high = c.get_watermark_offsets(
-                TopicPartition(topic, tp.partition), timeout=timeout, cached=False
-            )
-            out.append(PartitionLag(tp.partition, tp.offset if tp.offset >= 0 else -1, high, low))
-        return out
+        committed = c.committed([TopicPartition(topic, p) for p in range(n)], timeout=timeout)
+        marks = watermarks(c, topic, list(range(n)), timeout)
+        return [PartitionLag(tp.partition, tp.offset if tp.offset >= 0 else -1,
+                             marks[tp.partition][1], marks[tp.partition][0])
+                for tp in committed]  # fmt: skip
     finally:
         c.close()

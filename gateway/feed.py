@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
-from evi.kafka import offsets_at
+from evi.kafka import offsets_at, watermarks
 from evi.topics import Topics
 from gateway.settings import GatewaySettings
 
@@ -104,7 +104,7 @@ class Feed:
         if topic == self.topics.streams:
             return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts]
         if since_ms is None:
-            at = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in parts}
+            at = {p: high for p, (_, high) in watermarks(c, topic, parts, 5).items()}
         else:  # a partition's error raises: the next metadata look retries from the same time
             at = offsets_at(c, topic, parts, since_ms, 5)
         return [TopicPartition(topic, p, o) for p, o in at.items()]

@@ -25,10 +25,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from faust.types import TP
 
-from evi.kafka import offsets_at
+from evi.kafka import offsets_at, watermarks
 from evi.settings import KafkaSettings
 
 log = logging.getLogger("evi.processor")
@@ -46,8 +46,7 @@ def start_offsets(
     try:
         if when is not None:
             return offsets_at(c, topic, partitions, int(when.timestamp() * 1000), timeout)
-        marks = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout,
-                                            cached=False) for p in partitions}  # fmt: skip
+        marks = watermarks(c, topic, partitions, timeout)
         return {p: low if policy == "earliest" else high for p, (low, high) in marks.items()}
     finally:
         c.close()

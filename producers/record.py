@@ -25,7 +25,7 @@ from typing import TypeVar
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from evi.errors import BadFrame, ConfigError
-from evi.kafka import offsets_at, partitions_of
+from evi.kafka import offsets_at, partitions_of, watermarks
 from evi.log import setup as setup_logging
 from evi.settings import KafkaSettings, ServiceSettings, die_on_config_error, load, override
 from evi.topics import Topics
@@ -103,8 +103,7 @@ class WindowReader:
             start, end = starts[p], ends[p]
             if start < end:
                 self.ranges[p] = (start, end)
-                low = c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout,
-                                              cached=False)[0]  # fmt: skip
+                low = watermarks(c, self.topic, [p], timeout)[p][0]
                 if start == low > 0:
                     log.warning("%s[%d]: records before offset %d were deleted by retention; "
                                 "the window may start later than --since", self.topic, p, low)

@@ -17,6 +17,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from evi.kafka import admin, partitions_of
+from evi.kafka import watermarks as evi_watermarks
 from evi.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,8 +97,7 @@ def watermarks(c: Consumer, topic: str, p: int) -> tuple[int, int]:
     """Low and high offsets; a topic created a moment ago may not have its leader yet."""
     for _ in range(50):
         try:
-            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10,
-                                                cached=False)  # fmt: skip
+            low, high = evi_watermarks(c, topic, [p])[p]
             return int(low), int(high)
         except KafkaException:
             time.sleep(0.2)
