@@ -33,6 +33,19 @@ H_SCHEMA = "evi-schema"
 FRAME_HEADERS = (H_STREAM, H_SEQ, H_TS, H_WIDTH, H_HEIGHT, H_CONTENT_TYPE, H_PRODUCER, H_SCHEMA)
 
 _STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_KIND = re.compile(r"^[a-z][a-z0-9-]{0,31}$")  # evi.topics.check_kind's rule
+_DIGITS = re.compile(rb"^[0-9]{1,19}\Z")
+
+# Every integer on the wire has a range. Sequence numbers and times stay below 2**53 so that
+# JSON readers with doubles (the dashboard's JavaScript) see them exactly.
+MAX_SEQ = 2**53 - 1
+MAX_TS_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+MAX_SIDE = 65_535  # JPEG's own limit on a side
+MAX_SCHEMA = 1_000_000
+MAX_DETECTIONS = 1_000
+MAX_TEXT = 1_024  # free-text fields (registry source and message)
+MAX_PRODUCER = 128
 
 HeaderValue = str | bytes | None
 Headers = Iterable[tuple[str, HeaderValue]] | Mapping[str, HeaderValue]
@@ -79,15 +92,18 @@ def _header_map(headers: Headers | None) -> dict[str, bytes]:
     return found
 
 
-def _int_header(h: dict[str, bytes], name: str) -> int:
+def _int_header(h: dict[str, bytes], name: str, lo: int, hi: int) -> int:
+    """A decimal header in [lo, hi]. Digits only (no sign, `_`, spaces or non-ASCII digits, all
+    of which `int()` would take) and at most 19 of them, so nothing later overflows."""
     raw = h.get(name)
     if raw is None:
         raise BadFrame("missing-header", f"header {name!r} is missing")
-    try:
-        return int(raw.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        msg = f"header {name!r} is not an integer: {raw[:32]!r}"
-        raise BadFrame("bad-header", msg) from None
+    if not _DIGITS.match(raw):
+        raise BadFrame("bad-header", f"header {name!r} is not a decimal integer: {raw[:32]!r}")
+    value = int(raw)
+    if not lo <= value <= hi:
+        raise BadFrame("bad-header", f"header {name!r} is {raw[:32]!r}, not in {lo}..{hi}")
+    return value
 
 
 def parse_frame(
@@ -97,26 +113,27 @@ def parse_frame(
     h = _header_map(headers)
     if H_SCHEMA not in h:
         raise BadFrame("missing-header", f"header {H_SCHEMA!r} is missing")
-    schema = _int_header(h, H_SCHEMA)
+    schema = _int_header(h, H_SCHEMA, 0, MAX_SCHEMA)
     if schema != FRAME_SCHEMA:
         msg = f"frame schema {schema} is not supported (want {FRAME_SCHEMA})"
         raise BadFrame("bad-schema", msg)
     raw_stream = h.get(H_STREAM)
     if raw_stream is None:
         raise BadFrame("missing-header", f"header {H_STREAM!r} is missing")
-    stream = raw_stream.decode("utf-8", "replace")
+    stream = raw_stream[:129].decode("utf-8", "replace")
     if not valid_stream_id(stream):
         raise BadFrame("bad-header", f"stream id {stream[:64]!r} is not valid")
     if key is not None and key != raw_stream:
         raise BadFrame("bad-key", f"record key {key[:64]!r} does not match stream {stream!r}")
+    ctype = h.get(H_CONTENT_TYPE, b"")[:64].decode("utf-8", "replace")
     meta = FrameMeta(
         stream=stream,
-        seq=_int_header(h, H_SEQ),
-        ts_ms=_int_header(h, H_TS),
-        width=_int_header(h, H_WIDTH),
-        height=_int_header(h, H_HEIGHT),
-        producer=h.get(H_PRODUCER, b"").decode("utf-8", "replace"),
-        content_type=h.get(H_CONTENT_TYPE, b"").decode("utf-8", "replace"),
+        seq=_int_header(h, H_SEQ, 0, MAX_SEQ),
+        ts_ms=_int_header(h, H_TS, 0, MAX_TS_MS),
+        width=_int_header(h, H_WIDTH, 1, MAX_SIDE),
+        height=_int_header(h, H_HEIGHT, 1, MAX_SIDE),
+        producer=h.get(H_PRODUCER, b"")[:MAX_PRODUCER].decode("utf-8", "replace"),
+        content_type=ctype,
         schema=schema,
     )
     if meta.content_type != JPEG_CONTENT_TYPE:
@@ -127,8 +144,6 @@ def parse_frame(
         raise BadFrame("too-large", f"frame is {len(value)} bytes, limit is {max_bytes}")
     if not value.startswith(JPEG_MAGIC):
         raise BadFrame("not-jpeg", "frame value does not start with a JPEG SOI marker")
-    if meta.width <= 0 or meta.height <= 0:
-        raise BadFrame("bad-header", f"frame size {meta.width}x{meta.height} is not positive")
     return meta
 
 
@@ -194,48 +209,127 @@ class BadResult(ValueError):
     """A results record that does not follow the result schema."""
 
 
-def decode_result(value: bytes) -> Result:
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _json_object(value: bytes | None, what: str) -> dict[str, Any]:
+    """A JSON object, or BadResult: not JSON, NaN/Infinity, nesting too deep for the parser,
+    integers too long for Python (ValueError) all become one error."""
     try:
-        doc = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BadResult(f"result is not JSON: {e}") from None
+        doc = json.loads(value or b"", parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise BadResult(f"{what} is not JSON: {str(e)[:200]}") from None
     if not isinstance(doc, dict):
-        raise BadResult("result is not a JSON object")
-    if doc.get("schema") != RESULT_SCHEMA:
-        raise BadResult(f"result schema {doc.get('schema')!r} is not supported")
-    try:
-        dets = [
-            Detection(str(d["label"]), float(d["score"]), *(float(v) for v in d["box"]))
-            for d in doc["detections"]
-        ]
-        return Result(
-            stream=str(doc["stream"]),
-            seq=int(doc["seq"]),
-            ts_ms=int(doc["ts_ms"]),
-            processed_ms=int(doc["processed_ms"]),
-            kind=str(doc["kind"]),
-            model=str(doc["model"]),
-            detections=dets,
-            infer_ms=float(doc.get("infer_ms", 0.0)),
-            width=int(doc.get("width", 0)),
-            height=int(doc.get("height", 0)),
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise BadResult(f"result field is missing or malformed: {e!r}") from None
+        raise BadResult(f"{what} is not a JSON object")
+    return doc
+
+
+def _int(doc: Mapping[str, Any], name: str, lo: int, hi: int, default: int | None = None) -> int:
+    v = doc.get(name, default)
+    if type(v) is not int:  # not bool, not float, not a string of digits
+        raise BadResult(f"field {name!r} is not an integer: {str(v)[:40]!r}")
+    if not lo <= v <= hi:
+        raise BadResult(f"field {name!r} is {v}, not in {lo}..{hi}")
+    return v
+
+
+def _float(doc: Mapping[str, Any], name: str, lo: float, hi: float,
+           default: float | None = None) -> float:  # fmt: skip
+    v = doc.get(name, default)
+    if type(v) not in (int, float):
+        raise BadResult(f"field {name!r} is not a number: {str(v)[:40]!r}")
+    f = float(v)  # an int in range; NaN/Infinity were refused by the parser
+    if not lo <= f <= hi:
+        raise BadResult(f"field {name!r} is {str(v)[:40]}, not in {lo}..{hi}")
+    return f
+
+
+def _str(doc: Mapping[str, Any], name: str, limit: int, default: str | None = None,
+         pattern: re.Pattern[str] | None = None) -> str:  # fmt: skip
+    v = doc.get(name, default)
+    if not isinstance(v, str):
+        raise BadResult(f"field {name!r} is not a string")
+    if len(v) > limit or (pattern is not None and not pattern.match(v)):
+        raise BadResult(f"field {name!r} is not valid: {v[:40]!r}")
+    return v
+
+
+def _detection(d: object) -> Detection:
+    if not isinstance(d, dict):
+        raise BadResult("a detection is not a JSON object")
+    box = d.get("box")
+    if not isinstance(box, list) or len(box) != 4:
+        raise BadResult("a detection's box is not a list of 4 numbers")
+    x1, y1, x2, y2 = (_float({"box": v}, "box", -1e6, 1e6) for v in box)
+    return Detection(_str(d, "label", 64), _float(d, "score", -1e6, 1e6), x1, y1, x2, y2)
+
+
+def decode_result(value: bytes | None) -> Result:
+    """A results record → Result; BadResult (one line) for anything off the schema, out of range
+    or not finite. Nothing else escapes, whatever the bytes."""
+    doc = _json_object(value, "result")
+    if doc.get("schema") != RESULT_SCHEMA or type(doc.get("schema")) is not int:
+        raise BadResult(f"result schema {str(doc.get('schema'))[:40]!r} is not supported")
+    dets = doc.get("detections")
+    if not isinstance(dets, list):
+        raise BadResult("field 'detections' is not a list")
+    if len(dets) > MAX_DETECTIONS:
+        raise BadResult(f"{len(dets)} detections, at most {MAX_DETECTIONS}")
+    return Result(
+        stream=_str(doc, "stream", 128, pattern=_STREAM_ID),
+        seq=_int(doc, "seq", 0, MAX_SEQ),
+        ts_ms=_int(doc, "ts_ms", 0, MAX_TS_MS),
+        processed_ms=_int(doc, "processed_ms", 0, MAX_TS_MS),
+        kind=_str(doc, "kind", 32, pattern=_KIND),
+        model=_str(doc, "model", 64, pattern=_MODEL_NAME),
+        detections=[_detection(d) for d in dets],
+        infer_ms=_float(doc, "infer_ms", 0.0, 1e9, 0.0),
+        width=_int(doc, "width", 0, MAX_SIDE, 0),
+        height=_int(doc, "height", 0, MAX_SIDE, 0),
+    )
+
+
+DLQ_VALUE_MAX = 1024  # bytes kept of any one original header
+DLQ_HEADERS_MAX = 16 * 1024  # bytes of original headers kept in all
 
 
 def dead_letter_headers(
-    reason: str, message: str, topic: str, partition: int, offset: int, headers: Headers | None
-) -> list[tuple[str, bytes]]:
-    """Original headers plus why and where, so a dead letter can be traced and replayed."""
-    kept = _header_map(headers)
-    out = [(k, v) for k, v in kept.items() if not k.startswith("evi-dlq-")]
-    out += [
-        ("evi-dlq-reason", reason.encode()),
+    reason: str, message: str, topic: str, partition: int, offset: int, headers: Headers | None,
+    cut: list[str] | None = None,
+) -> list[tuple[str, bytes]]:  # fmt: skip
+    """Original headers plus why and where, so a dead letter can be traced and replayed.
+
+    The copy is bounded (each value to DLQ_VALUE_MAX, all to DLQ_HEADERS_MAX) so a dead letter
+    always fits its topic; `evi-dlq-cut` says what was left out, with `cut` (e.g. the value)."""
+    kept: list[tuple[str, bytes]] = []
+    used = truncated = dropped = 0
+    items = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for name, value in items:
+        if not isinstance(name, str) or name.startswith("evi-dlq-"):
+            continue
+        raw = value.encode() if isinstance(value, str) else bytes(value or b"")
+        if len(raw) > DLQ_VALUE_MAX:
+            raw, truncated = raw[:DLQ_VALUE_MAX], truncated + 1
+        name = name[:256]
+        if used + len(name) + len(raw) > DLQ_HEADERS_MAX:
+            dropped += 1
+            continue
+        used += len(name) + len(raw)
+        kept.append((name, raw))
+    notes = list(cut or [])
+    if truncated:
+        notes.append(f"{truncated} headers truncated to {DLQ_VALUE_MAX} bytes")
+    if dropped:
+        notes.append(f"{dropped} headers dropped (over {DLQ_HEADERS_MAX} bytes)")
+    kept += [
+        ("evi-dlq-reason", reason[:64].encode()),
         ("evi-dlq-error", message[:500].encode()),
         ("evi-dlq-origin", f"{topic}[{partition}]@{offset}".encode()),
     ]
-    return out
+    if notes:
+        kept.append(("evi-dlq-cut", "; ".join(notes).encode()))
+    return kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,23 +350,33 @@ class StreamInfo:
 
 
 def encode_stream_info(info: StreamInfo) -> bytes:
-    return json.dumps(asdict(info), separators=(",", ":")).encode()
+    doc = asdict(info)
+    for name, limit in (("source", MAX_TEXT), ("message", MAX_TEXT), ("producer", MAX_PRODUCER)):
+        doc[name] = doc[name][:limit]  # what decode_stream_info accepts
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def decode_stream_info(value: bytes) -> StreamInfo:
-    try:
-        doc = json.loads(value)
-        return StreamInfo(
-            stream=str(doc["stream"]),
-            source=str(doc["source"]),
-            kinds=[str(k) for k in doc["kinds"]],
-            fps=float(doc["fps"]),
-            width=int(doc["width"]),
-            height=int(doc["height"]),
-            status=str(doc["status"]),
-            message=str(doc.get("message", "")),
-            producer=str(doc.get("producer", "")),
-            updated_ms=int(doc.get("updated_ms", 0)),
-        )
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise BadResult(f"stream registry record is malformed: {e!r}") from None
+STREAM_STATUSES = ("live", "reconnecting", "ended", "error")
+
+
+def decode_stream_info(value: bytes | None) -> StreamInfo:
+    """A registry record → StreamInfo; BadResult (one line) for anything off the schema."""
+    doc = _json_object(value, "stream registry record")
+    kinds = doc.get("kinds")
+    if not isinstance(kinds, list) or len(kinds) > 64:
+        raise BadResult("field 'kinds' is not a list of at most 64 kinds")
+    status = _str(doc, "status", 16)
+    if status not in STREAM_STATUSES:
+        raise BadResult(f"field 'status' is {status!r}, not one of {', '.join(STREAM_STATUSES)}")
+    return StreamInfo(
+        stream=_str(doc, "stream", 128, pattern=_STREAM_ID),
+        source=_str(doc, "source", MAX_TEXT),
+        kinds=[_str({"kind": k}, "kind", 32, pattern=_KIND) for k in kinds],
+        fps=_float(doc, "fps", 0.0, 10_000.0),
+        width=_int(doc, "width", 0, MAX_SIDE),
+        height=_int(doc, "height", 0, MAX_SIDE),
+        status=status,
+        message=_str(doc, "message", MAX_TEXT, ""),
+        producer=_str(doc, "producer", MAX_PRODUCER, ""),
+        updated_ms=_int(doc, "updated_ms", 0, MAX_TS_MS, 0),
+    )
