@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.fanout import Fanout
 from gateway.settings import GatewaySettings
+from gateway.views import GatewayView
 
 bearer = HTTPBearer(auto_error=False, description="the gateway's EVI_AUTH_TOKEN, when it has one")
 
@@ -17,6 +18,11 @@ bearer = HTTPBearer(auto_error=False, description="the gateway's EVI_AUTH_TOKEN,
 def fanout(request: Request) -> Fanout:
     f: Fanout = request.app.state.fanout
     return f
+
+
+def view(request: Request) -> GatewayView:
+    """The read-only view the REST routes answer from."""
+    return GatewayView(request.app.state.fanout)
 
 
 def settings(request: Request) -> GatewaySettings:

@@ -4,25 +4,29 @@ Runs on the event loop. Each result is paired with its frame (the producer's JPE
 and put in the bounded queue of every subscriber of its stream; results of a stream keep their
 order, duplicates (at-least-once replays) are dropped, and streams without recent results have
 their frames sent alone so the video still shows.
+
+No record can stop it: each one is handled on its own, what cannot be read or raises is counted
+(gateway/intake.py) and the rest of the batch goes on; the batch's in-flight slot is given back
+whatever happens, so the feed thread never waits for good.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from confluent_kafka import KafkaError, Message
 from prometheus_client import Counter
 
-from evi.errors import BadFrame
 from evi.topics import Topics
-from evi.wire import BadResult, Result, StreamInfo, decode_result, decode_stream_info, parse_frame
+from evi.wire import Result
+from gateway import intake
 from gateway.feed import Feed
+from gateway.health import FeedHealth
+from gateway.intake import BAD_RECORDS, RECORDS, Bad, RateLimitedLog
 from gateway.monitor import Monitor
 from gateway.protocol import (
     frame_header,
@@ -34,44 +38,46 @@ from gateway.protocol import (
 )
 from gateway.protocol import unpack_message as unpack_message
 from gateway.settings import GatewaySettings
-from gateway.stats import StreamStats
+from gateway.streams import KindCounts, Registry, Streams, StreamState
 from gateway.subscribers import Subscribers
 
-log = logging.getLogger("evi.gateway")
-
-RECORDS = Counter("evi_gateway_records_total", "Kafka records read", ["type"])
-BAD_RECORDS = Counter(
-    "evi_gateway_bad_records_total", "Records the gateway could not read", ["topic"]
-)
+FRAMES, RESULTS, REGISTRY = (RECORDS.labels(t) for t in ("frame", "result", "registry"))
 UNPAIRED = Counter("evi_gateway_unpaired_results_total", "Results sent without their frame")
+REFUSED = Counter(
+    "evi_gateway_models_refused_total", "Results of a model past max_models on their stream"
+)
 
 MAX_BATCHES_IN_FLIGHT = 8  # the feed thread waits when the loop is this far behind
 IDLE_CACHE_S = 30.0  # frames kept for a stream that sends no more are let go after this
+SWEEP_EVERY_S = 5.0
 
 
 class Fanout:
     def __init__(self, s: GatewaySettings) -> None:
         self.s = s
         self.topics = Topics(s.topics)
-        self.registry: dict[str, StreamInfo] = {}
-        self.stats: dict[str, StreamStats] = {}
-        self.subscribers = Subscribers(s.client_queue)
-        self.frames_by_kind: dict[str, int] = {}
-        self.results_by_kind: dict[str, dict[str, int]] = {}  # kind -> model -> results
+        self.registry = Registry(s.max_registry)
+        self.streams = Streams(s.max_streams, s.stream_idle_s, s.dedup_window, s.max_models,
+                               self._evicted)
+        self.counts = KindCounts(s.max_models)
+        self.subscribers = Subscribers(s.client_queue, self._client_dropped)
         self.started = time.time()
-        self._frames: dict[str, OrderedDict[int, tuple[int, bytes]]] = {}  # seq -> (ts, jpeg)
-        self._newest_ts: dict[str, int] = {}
-        self._frame_at: dict[str, float] = {}  # monotonic time of each stream's last frame
+        self.health = FeedHealth(s.feed_stall_s)
+        self._cached: set[str] = set()  # streams with frames in their cache
+        self._pending: set[str] = set()  # streams with results waiting for their frames
         self._next_sweep = 0.0
-        self._pending: dict[str, deque[tuple[float, Result]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight = threading.Semaphore(MAX_BATCHES_IN_FLIGHT)
         self._chunk = max(1, min(64, s.client_queue // 2))
         self._budget = self._chunk  # messages this loop step may still publish
         self._flush_scheduled = False
         self._stopping = threading.Event()
+        self._log = RateLimitedLog()
+        self._frames_head = f"{self.topics.prefix}.frames."
+        self._results_head = f"{self.topics.prefix}.results."
         self.assigned = asyncio.Event()
-        self.feed = Feed(s, self._batch_from_thread, self._idle_from_thread, self._assigned)
+        self.feed = Feed(s, self._batch_from_thread, self._idle_from_thread, self._assigned,
+                         self.health)
         self.monitor = Monitor(s, self._counters, self._on_kafka_status)
         self._monitor_task: asyncio.Task[None] | None = None
 
@@ -91,25 +97,40 @@ class Fanout:
                 await self._monitor_task
         await asyncio.to_thread(self.feed.stop)
 
-    @property
-    def kafka_ok(self) -> bool:
-        return self.monitor.kafka_ok
-
-    @property
-    def ready(self) -> bool:
-        return self.assigned.is_set() and self.monitor.kafka_ok
+    def not_ready(self) -> str:
+        """Why /readyz fails; "" when ready."""
+        if not self.monitor.kafka_ok:
+            return "waiting for kafka"
+        if not self.assigned.is_set():
+            return "assigning partitions"
+        return self.health.problem(self.feed.alive())
 
     # --- from the feed thread ----------------------------------------------------------------
-    def _call(self, fn: Callable[..., object], *args: object) -> None:
+    def _call(self, fn: Callable[..., object], *args: object) -> bool:
         assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # loop closed: we are shutting down
+        try:
             self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # loop closed: we are shutting down
+            return False
+        return True
 
     def _batch_from_thread(self, batch: list[Message]) -> None:
+        self.health.handed()
         while not self._in_flight.acquire(timeout=0.5):
             if self._stopping.is_set():
+                self.health.done()
                 return
-        self._call(self._dispatch, batch)
+        if not self._call(self._dispatch, batch):
+            self._in_flight.release()
+            self.health.done()
+
+    def _later(self, fn: Callable[..., object], *args: object) -> bool:
+        """On the loop: run fn in a later step (False if the loop is closing)."""
+        try:
+            asyncio.get_running_loop().call_soon(fn, *args)
+        except RuntimeError:
+            return False
+        return True
 
     def _idle_from_thread(self) -> None:
         self._call(self._flush_step)
@@ -119,7 +140,7 @@ class Fanout:
 
     # --- event loop ---------------------------------------------------------------------------
     def _counters(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
-        return self.frames_by_kind, self.results_by_kind
+        return self.counts.frames, self.counts.results
 
     def _on_kafka_status(self, ok: bool) -> None:
         self.subscribers.broadcast(status_message(ok))
@@ -129,132 +150,140 @@ class Fanout:
         writers (the rest is scheduled again), so a burst does not overflow the queues of
         clients that keep up."""
         self._budget = self._chunk
-        frames_head = f"{self.topics.prefix}.frames."
-        results_head = f"{self.topics.prefix}.results."
-        i = start
-        while i < len(batch) and self._budget > 0:
-            m = batch[i]
-            i += 1
+        self.health.stepped()
+        i = len(batch)  # should the loop itself fail, the batch counts as done
+        try:
+            i = start
+            while i < len(batch) and self._budget > 0:
+                i += 1
+                self._handle(batch[i - 1])
+        finally:
+            more = i < len(batch) and self._later(self._dispatch, batch, i)
+            if not more:
+                self._in_flight.release()
+                self.health.done()
+        if not more:
+            self._flush_all()
+
+    def _handle(self, m: Message) -> None:
+        """One record: used, or counted and skipped — whatever it holds."""
+        topic = "?"
+        try:
             err = m.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("gateway consumer: %s", err)
-                continue
+                    self._log.warning("consumer", "gateway consumer: %s", err)
+                return
             topic = m.topic() or ""
-            if topic.startswith(frames_head):
-                self._on_frame(m, topic, topic[len(frames_head) :])
-            elif topic.startswith(results_head):
-                self._on_result(m, topic[len(results_head) :])
+            if topic.startswith(self._frames_head):
+                self._on_frame(m, topic, topic[len(self._frames_head) :])
+            elif topic.startswith(self._results_head):
+                self._on_result(m, topic[len(self._results_head) :])
             elif topic == self.topics.streams:
                 self._on_registry(m)
-        if i < len(batch):
-            asyncio.get_running_loop().call_soon(self._dispatch, batch, i)
-            return
-        self._in_flight.release()
-        self._flush_all()
+        except Bad as e:
+            BAD_RECORDS.labels(topic, e.reason).inc()
+            self._log.warning(e.reason, "bad record on %s (%s): %s", topic, e.reason, e)
+        except Exception as e:  # a bug must cost one record, not the feed
+            BAD_RECORDS.labels(topic, intake.ERROR).inc()
+            self._log.warning(intake.ERROR, "record on %s raised %r; skipped", topic, e, exc=True)
 
     def _publish(self, stream: str, message: bytes) -> None:
         if self.subscribers.publish(stream, message):
             self._budget -= 1
 
     def _on_registry(self, m: Message) -> None:
-        RECORDS.labels("registry").inc()
-        key, value = m.key(), m.value()
-        if key is None:
-            return
-        if value is None:  # tombstone: the stream was removed
-            stream = key.decode(errors="replace")
-            self.registry.pop(stream, None)
-            self.stats.pop(stream, None)
-            self._frames.pop(stream, None)
-            self._newest_ts.pop(stream, None)
-            self._frame_at.pop(stream, None)
+        REGISTRY.inc()
+        stream, info = intake.registry(m)
+        if info is None:  # tombstone: the stream was removed
+            self.registry.pop(stream)
+            self._forget(stream)
             self._publish(stream, removed_message(stream))
             return
-        try:
-            info = decode_stream_info(value)
-        except BadResult as e:
-            BAD_RECORDS.labels(m.topic()).inc()
-            log.warning("bad registry record key=%r: %s", key[:64], e)
-            return
-        self.registry[info.stream] = info
+        self.registry.put(info)
         self._publish(info.stream, stream_message(info))
 
     def _on_frame(self, m: Message, topic: str, kind: str) -> None:
-        RECORDS.labels("frame").inc()
-        value = m.value()
-        try:
-            meta = parse_frame(m.key(), value, m.headers(), self.s.topics.max_message_bytes)
-        except BadFrame:
-            BAD_RECORDS.labels(topic).inc()
-            return
-        assert value is not None
-        self.frames_by_kind[kind] = self.frames_by_kind.get(kind, 0) + 1
+        FRAMES.inc()
+        meta, value = intake.frame(m, self.s.topics.max_message_bytes)
+        self.counts.frame(kind)
         stream = meta.stream
-        st = self._stats(stream)
-        fresh = st.on_frame(topic, meta)
-        cache = self._frames.setdefault(stream, OrderedDict())
-        self._frame_at[stream] = time.monotonic()
-        held = cache.get(meta.seq)
-        if held is None or held[0] != meta.ts_ms:
-            cache.pop(meta.seq, None)
-            cache[meta.seq] = (meta.ts_ms, value)
-            self._newest_ts[stream] = max(self._newest_ts.get(stream, 0), meta.ts_ms)
-            while len(cache) > self.s.frame_cache:
-                cache.popitem(last=False)
-        if stream in self._pending:
-            self._flush(stream, time.monotonic())
+        now = time.monotonic()
+        st = self.streams.touch(stream, now)
+        fresh = st.stats.on_frame(topic, meta)
+        st.newest_ts = max(st.newest_ts, meta.ts_ms)
+        wanted = self.subscribers.wanted(stream)
+        if wanted:  # frames are kept only to pair with results someone will be sent
+            held = st.frames.get(meta.seq)
+            if held is None or held[0] != meta.ts_ms:
+                st.frames.pop(meta.seq, None)
+                st.frames[meta.seq] = (meta.ts_ms, value)
+                while len(st.frames) > self.s.frame_cache:
+                    st.frames.popitem(last=False)
+                self._cached.add(stream)
+        if st.pending:
+            self._flush(stream, st, now)
         alone_after = self.s.frames_alone_after_ms / 1000
-        if (
-            fresh and alone_after
-            and time.monotonic() - st.last_result_mono > alone_after
-            and self.subscribers.wanted(stream)
-        ):
+        if fresh and alone_after and wanted and now - st.stats.last_result_mono > alone_after:
             self._publish(stream, pack_message(frame_header(meta), value))
 
     def _on_result(self, m: Message, kind: str) -> None:
-        RECORDS.labels("result").inc()
-        try:
-            r = decode_result(m.value() or b"")
-        except BadResult as e:
-            BAD_RECORDS.labels(m.topic()).inc()
-            log.warning("bad result record on %s: %s", m.topic(), e)
+        RESULTS.inc()
+        r = intake.result(m)
+        self.counts.result(kind, r.model)
+        now = time.monotonic()
+        st = self.streams.touch(r.stream, now)
+        model = st.stats.model(r)
+        if model is None:
+            REFUSED.inc()
             return
-        by_model = self.results_by_kind.setdefault(kind, {})
-        by_model[r.model] = by_model.get(r.model, 0) + 1
-        if not self._stats(r.stream).on_result(r):
+        if not st.stats.on_result(model, r):
             return  # a duplicate of a result already sent
-        self._pending.setdefault(r.stream, deque()).append((time.monotonic(), r))
-        self._flush(r.stream, time.monotonic())
+        if not st.pending and not self.subscribers.wanted(r.stream):
+            return  # counted; nobody to send it to
+        st.pending.append((now, r))
+        self._pending.add(r.stream)
+        self._flush(r.stream, st, now)
 
-    def _flush(self, stream: str, now: float) -> None:
+    def _flush(self, stream: str, st: StreamState, now: float) -> None:
         """Send a stream's waiting results, in order, as their frames arrive or their wait ends."""
-        queue = self._pending[stream]
-        cache = self._frames.get(stream)
+        queue = st.pending
         wait = self.s.pair_wait_ms / 1000
         while queue:
             if self._budget <= 0:  # let the writers run first; the rest goes out next step
                 self._flush_soon()
                 return
             t, r = queue[0]
-            held = cache.get(r.seq) if cache is not None else None
+            held = st.frames.get(r.seq)
             if held is not None and held[0] == r.ts_ms:
                 jpeg = held[1]
-            elif now - t < wait and self._newest_ts.get(stream, 0) <= r.ts_ms:
+            elif now - t < wait and st.newest_ts <= r.ts_ms:
                 return  # its frame may still come (no newer frame has been seen)
             else:
                 jpeg = b""
                 UNPAIRED.inc()
             queue.popleft()
-            if self.subscribers.wanted(stream):
-                self._publish(stream, pack_message(result_header(r, bool(jpeg)), jpeg))
-        del self._pending[stream]
+            self._send_result(stream, r, jpeg)
+        self._pending.discard(stream)
+
+    def _send_result(self, stream: str, r: Result, jpeg: bytes) -> None:
+        if self.subscribers.wanted(stream):
+            self._publish(stream, pack_message(result_header(r, bool(jpeg)), jpeg))
 
     def _flush_all(self) -> None:
-        if self._pending:
-            now = time.monotonic()
-            for stream in list(self._pending):
-                self._flush(stream, now)
+        now = time.monotonic()
+        for stream in list(self._pending):
+            st = self.streams.get(stream)
+            if st is None:
+                self._pending.discard(stream)
+                continue
+            try:
+                self._flush(stream, st, now)
+            except Exception as e:  # a bug: lose this stream's waiting results, not the loop
+                st.pending.clear()
+                self._pending.discard(stream)
+                BAD_RECORDS.labels(self._results_head + "*", intake.ERROR).inc()
+                self._log.warning("flush", "flushing stream=%s raised %r", stream, e, exc=True)
 
     def _flush_soon(self) -> None:
         if not self._flush_scheduled:
@@ -262,28 +291,50 @@ class Fanout:
             asyncio.get_running_loop().call_soon(self._flush_step)
 
     def _flush_step(self) -> None:
+        self.health.stepped()
         self._flush_scheduled = False
         self._budget = self._chunk
         self._flush_all()
         self._sweep()
 
     def _sweep(self) -> None:
-        """Let go of the cached frames of streams that stopped sending (ended, or renamed)."""
+        """Let go of idle streams, and of cached frames nobody will be sent."""
         now = time.monotonic()
         if now < self._next_sweep:
             return
-        self._next_sweep = now + 5.0
-        for stream, at in list(self._frame_at.items()):
-            if now - at > IDLE_CACHE_S and stream not in self._pending:
-                del self._frame_at[stream]
-                self._frames.pop(stream, None)
-                self._newest_ts.pop(stream, None)
+        self._next_sweep = now + SWEEP_EVERY_S
+        self.streams.sweep(now)
+        for stream in list(self._cached):
+            st = self.streams.get(stream)
+            if st is None:
+                self._cached.discard(stream)
+            elif not st.pending and (
+                now - st.seen > IDLE_CACHE_S or not self.subscribers.wanted(stream)
+            ):
+                st.frames.clear()
+                self._cached.discard(stream)
 
-    def _stats(self, stream: str) -> StreamStats:
-        st = self.stats.get(stream)
-        if st is None:
-            st = self.stats[stream] = StreamStats()
-        return st
+    def _evicted(self, stream: str, st: StreamState) -> None:
+        """A stream let go (idle, or past max_streams): its waiting results leave unpaired."""
+        while st.pending:
+            _, r = st.pending.popleft()
+            held = st.frames.get(r.seq)
+            jpeg = held[1] if held is not None and held[0] == r.ts_ms else b""
+            if not jpeg:
+                UNPAIRED.inc()
+            self._send_result(stream, r, jpeg)
+        self._pending.discard(stream)
+        self._cached.discard(stream)
+
+    def _forget(self, stream: str) -> None:
+        st = self.streams.remove(stream)
+        if st is not None:
+            self._evicted(stream, st)
+
+    def _client_dropped(self, stream: str) -> None:
+        st = self.streams.get(stream)
+        if st is not None:
+            st.stats.client_drops += 1
 
     def kinds(self) -> list[str]:
         return list(self.monitor.kinds)

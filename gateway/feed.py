@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 
 from evi.kafka import offsets_at, watermarks
 from evi.topics import Topics
+from gateway.health import FeedHealth
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("evi.gateway.feed")
@@ -50,8 +51,10 @@ class Feed:
         on_batch: Callable[[Batch], None],
         on_idle: Callable[[], None],
         on_assigned: Callable[[], None],
+        health: FeedHealth | None = None,
     ) -> None:
         self.s = s
+        self.health = health or FeedHealth(s.feed_stall_s)
         self.topics = Topics(s.topics)
         self.on_batch = on_batch
         self.on_idle = on_idle
@@ -66,6 +69,9 @@ class Feed:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="gateway-feed", daemon=True)
         self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -127,6 +133,7 @@ class Feed:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.health.tick()
             c: Consumer | None = None
             try:
                 c = self._consumer()
@@ -151,6 +158,7 @@ class Feed:
     def _poll(self, c: Consumer, looked_ms: int) -> None:
         next_look = time.monotonic() + self.s.metadata_refresh_s
         while not self._stop.is_set():
+            self.health.tick()
             # consume() waits its whole timeout unless the batch fills up: take what is there
             # now, else block in poll(), which returns as soon as one record arrives.
             batch = c.consume(num_messages=500, timeout=0)

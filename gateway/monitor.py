@@ -11,7 +11,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -20,6 +20,7 @@ from prometheus_client import Gauge
 
 from evi.topics import Topics
 from gateway.feed import kinds_in
+from gateway.schemas import GroupView, KindSample, KindView, Member
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("evi.gateway.monitor")
@@ -31,6 +32,28 @@ KIND_WORKERS = Gauge("evi_gateway_kind_workers", "Members of a kind's consumer g
 TIMEOUT = 5.0
 EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    """One sample of a kind's consumer groups."""
+
+    partitions: int
+    groups: list[GroupView]
+    lag: int
+    workers: int
+
+
+@dataclass(slots=True)
+class KindState:
+    """A kind as last sampled, with its history for the charts."""
+
+    history: deque[KindSample]
+    lag: Lag | None = None  # the last good sample (kept while Kafka is away: stale)
+    fps_in: float = 0.0
+    fps_out: float = 0.0
+    sampled_ms: int = 0
+    stale: bool = True
 
 
 def groups_of(kind: str, kinds: Sequence[str], group_ids: list[str], topics: Topics) -> list[str]:
@@ -73,8 +96,7 @@ class Monitor:
         self.error = "not checked yet"
         self.checked_ms = 0
         self.partitions: dict[str, int] = {}
-        self.views: dict[str, dict[str, Any]] = {}
-        self.history: dict[str, deque[dict[str, Any]]] = {}
+        self.states: dict[str, KindState] = {}
         self._admin: AdminClient | None = None
         self._last_counts: (
             tuple[float, dict[str, int], dict[str, dict[str, int]]] | None
@@ -100,7 +122,7 @@ class Monitor:
         )
         return {tp.partition: f.result(TIMEOUT).offset for tp, f in futs.items()}
 
-    def _sample(self, kinds: list[str]) -> dict[str, dict[str, Any]]:
+    def _sample(self, kinds: list[str]) -> dict[str, Lag]:
         a = self.admin()
         listed = a.list_consumer_groups(request_timeout=TIMEOUT).result(TIMEOUT)
         ids = [g.group_id for g in listed.valid]
@@ -116,7 +138,7 @@ class Monitor:
             n = self.partitions.get(topic, 0)
             start = self._offsets(topic, n, EARLIEST) if n else {}
             end = self._offsets(topic, n, LATEST) if n else {}
-            groups: list[dict[str, Any]] = []
+            groups: list[GroupView] = []
             for gid in mine[kind]:
                 req = [ConsumerGroupTopicPartitions(gid, [TopicPartition(topic, p) for p in end])]
                 res = a.list_consumer_group_offsets(req, request_timeout=TIMEOUT)[gid]
@@ -124,21 +146,17 @@ class Monitor:
                 lag = lag_of(committed, start, end)
                 d = described[gid]
                 members = [
-                    {"client_id": m.client_id, "host": m.host,
-                     "partitions": len(m.assignment.topic_partitions) if m.assignment else 0}
+                    Member(client_id=m.client_id, host=m.host,
+                           partitions=len(m.assignment.topic_partitions) if m.assignment else 0)
                     for m in d.members
                 ]
-                groups.append({
-                    "group": gid, "state": getattr(d.state, "name", str(d.state)).lower(),
-                    "members": members, "lag": sum(lag.values()),
-                    "lag_by_partition": {str(p): v for p, v in sorted(lag.items())},
-                })
-            out[kind] = {
-                "kind": kind, "topic": topic, "results_topic": self.topics.results(kind),
-                "partitions": n, "group": self.topics.group(kind), "groups": groups,
-                "lag": sum(g["lag"] for g in groups), "end_offsets": sum(end.values()),
-                "workers": sum(len(g["members"]) for g in groups),
-            }
+                groups.append(GroupView(
+                    group=gid, state=getattr(d.state, "name", str(d.state)).lower(),
+                    members=members, lag=sum(lag.values()),
+                    lag_by_partition={str(p): v for p, v in sorted(lag.items())},
+                ))
+            out[kind] = Lag(partitions=n, groups=groups, lag=sum(g.lag for g in groups),
+                            workers=sum(len(g.members) for g in groups))
         return out
 
     # --- event loop -------------------------------------------------------------------------
@@ -170,25 +188,39 @@ class Monitor:
             out[k] = (round(fps_in, 2), round(sum(active) / len(active), 2) if active else 0.0)
         return out
 
-    def _record(self, kinds: list[str], views: dict[str, dict[str, Any]] | None) -> None:
+    def _record(self, kinds: list[str], lags: dict[str, Lag] | None) -> None:
         rates = self._rates()
         keep = max(2, int(self.s.history_s / self.s.kinds_interval_s))
         now_ms = int(time.time() * 1000)
         for kind in kinds:
             fps_in, fps_out = rates.get(kind, (0.0, 0.0))
-            view = (views or {}).get(kind)
-            if view is not None:
-                self.views[kind] = view
-                KIND_LAG.labels(kind).set(view["lag"])
-                KIND_WORKERS.labels(kind).set(view["workers"])
-            cur = self.views.setdefault(kind, {"kind": kind, "stale": True})
-            cur.update(fps_in=fps_in, fps_out=fps_out, sampled_ms=now_ms, stale=view is None)
-            hist = self.history.setdefault(kind, deque(maxlen=keep))
-            hist.append({
-                "t_ms": now_ms, "lag": view["lag"] if view else None,
-                "workers": view["workers"] if view else None,
-                "fps_in": fps_in, "fps_out": fps_out,
-            })
+            st = self.states.get(kind)
+            if st is None:
+                st = self.states[kind] = KindState(history=deque(maxlen=keep))
+            lag = (lags or {}).get(kind)
+            if lag is not None:
+                st.lag = lag
+                KIND_LAG.labels(kind).set(lag.lag)
+                KIND_WORKERS.labels(kind).set(lag.workers)
+            st.fps_in, st.fps_out, st.sampled_ms, st.stale = fps_in, fps_out, now_ms, lag is None
+            st.history.append(KindSample(
+                t_ms=now_ms, lag=lag.lag if lag else None, workers=lag.workers if lag else None,
+                fps_in=fps_in, fps_out=fps_out,
+            ))
+
+    def kind_view(self, kind: str, since_ms: int) -> KindView:
+        """What /api/kinds says about a kind: the last good sample, rates, history since."""
+        st = self.states.get(kind) or KindState(history=deque())
+        frames = self.topics.frames(kind)
+        lag = st.lag
+        return KindView(
+            kind=kind, topic=frames, results_topic=self.topics.results(kind),
+            partitions=lag.partitions if lag else self.partitions.get(frames, 0),
+            group=self.topics.group(kind), groups=lag.groups if lag else [],
+            lag=lag.lag if lag else None, workers=lag.workers if lag else None,
+            fps_in=st.fps_in, fps_out=st.fps_out, sampled_ms=st.sampled_ms, stale=st.stale,
+            history=[h for h in st.history if h.t_ms >= since_ms],
+        )
 
     async def run(self) -> None:
         next_kinds = 0.0
@@ -201,11 +233,11 @@ class Monitor:
             if time.monotonic() >= next_kinds:
                 next_kinds = time.monotonic() + self.s.kinds_interval_s
                 kinds = list(self.kinds)
-                views = None
+                lags = None
                 if ok:
                     try:
-                        views = await asyncio.to_thread(self._sample, kinds)
+                        lags = await asyncio.to_thread(self._sample, kinds)
                     except (KafkaException, KeyError, TimeoutError) as e:
                         log.warning("could not sample consumer groups: %s", e)
-                self._record(kinds, views)
+                self._record(kinds, lags)
             await asyncio.sleep(self.s.probe_interval_s)

@@ -12,20 +12,45 @@ from evi.wire import FrameMeta, Result, StreamInfo, result_doc
 
 _HEADER_LEN = struct.Struct(">I")
 
-# Close codes of the websocket endpoints.
-CLOSE_BAD_REQUEST = 4400
-CLOSE_UNAUTHORIZED = 4401
+# Close codes of the websocket endpoints (docs/gateway.md#close-codes).
+CLOSE_NORMAL = 1000  # the server closes after the client asked to
+CLOSE_GOING_AWAY = 1001  # the gateway is shutting down
+CLOSE_POLICY = 1008  # the client sent messages faster than ws_client_rate
+CLOSE_TOO_BIG = 1009  # the client sent a message over ws_client_max_bytes
+CLOSE_BAD_REQUEST = 4400  # bad stream ids (the reason says which)
+CLOSE_UNAUTHORIZED = 4401  # missing or wrong token
+
+
+class BadMessage(ValueError):
+    """Bytes that are not a websocket message of this protocol."""
 
 
 def pack_message(header: dict[str, Any], jpeg: bytes = b"") -> bytes:
-    head = json.dumps(header, separators=(",", ":")).encode()
+    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     return b"".join((_HEADER_LEN.pack(len(head)), head, jpeg))
 
 
 def unpack_message(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """(header, jpeg); BadMessage for anything else: short data, a length past the end, a
+    header that is not a UTF-8 JSON object (or nests too deep, or has NaN)."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise BadMessage(f"a message is bytes, not {type(data).__name__}")
+    if len(data) < _HEADER_LEN.size:
+        raise BadMessage(f"{len(data)} bytes: shorter than the header length")
     (n,) = _HEADER_LEN.unpack_from(data)
-    header: dict[str, Any] = json.loads(data[4 : 4 + n])
-    return header, data[4 + n :]
+    if n > len(data) - _HEADER_LEN.size:
+        raise BadMessage(f"header length {n} is past the end ({len(data)} bytes)")
+    try:
+        header = json.loads(bytes(data[4 : 4 + n]), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise BadMessage(f"header is not JSON: {str(e)[:100]}") from None
+    if not isinstance(header, dict):
+        raise BadMessage("header is not a JSON object")
+    return header, bytes(data[4 + n :])
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def result_header(r: Result, has_image: bool) -> dict[str, Any]:

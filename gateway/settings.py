@@ -32,6 +32,27 @@ class GatewaySettings(ServiceSettings):
     kinds_interval_s: float = Field(5.0, ge=0.5, le=300)
     # How much per-kind history (lag, workers, fps) the API keeps for the dashboard's charts.
     history_s: int = Field(600, ge=10, le=86_400)
+    # Bounds on state keyed by names from the data (a producer or a forged record picks them).
+    # Streams tracked (stats, duplicate windows, frame caches); past it the least recently seen
+    # stream is let go, so a flood of new ids can never push out the streams that are active.
+    max_streams: int = Field(1000, ge=1, le=100_000)
+    # A stream with no frame or result for this long is let go (its numbers restart if it returns).
+    stream_idle_s: float = Field(300.0, ge=1, le=86_400)
+    # Registry entries kept (the compacted topic is read from its start); past it, the entry
+    # updated longest ago is let go.
+    max_registry: int = Field(10_000, ge=1, le=1_000_000)
+    # Distinct models tracked per stream and counted per kind; results of further models are
+    # refused (per stream) and counted under the model label `other` (per kind).
+    max_models: int = Field(16, ge=1, le=1000)
+    # Results remembered per stream and model to recognise a replay: (seq, ts_ms) of the last N.
+    dedup_window: int = Field(2048, ge=16, le=1_000_000)
+    # /readyz fails when the feed has records to hand over but the loop has not taken a batch
+    # for this long, or when the Kafka poll loop has not ticked for this long.
+    feed_stall_s: float = Field(30.0, ge=1, le=3600)
+    # Websocket clients send nothing the gateway needs: a bigger message closes with 1009, more
+    # than `ws_client_rate` messages per second (bursts of twice that) closes with 1008.
+    ws_client_max_bytes: int = Field(4096, ge=16, le=1 << 20)
+    ws_client_rate: float = Field(10.0, gt=0, le=10_000)
     auth_token: SecretStr | None = None
     cors_origins: list[str] = Field(default_factory=list)
 

@@ -1,15 +1,21 @@
 """Websocket subscribers: one bounded queue each, so a slow client only ever loses its own
-oldest messages (counted) and never blocks the consumer or the other clients."""
+oldest messages (counted) and never blocks the consumer or the other clients.
+
+Which streams someone wants is kept as a count per stream (O(1) per record, whatever the number
+of clients); per-stream loss counts go to `on_drop`, the owner of bounded per-stream state."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import time
+from collections import Counter as Tally
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import Counter, Gauge
+
+from gateway.schemas import ClientView
 
 WS_QUEUED = Counter("evi_gateway_ws_messages_total", "Messages queued to websocket clients")
 WS_DROPPED = Counter(
@@ -71,41 +77,54 @@ class Subscriber:
         self.sent += 1
         return self.queue.popleft()[1]
 
-    def view(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "remote": self.remote,
-            "streams": sorted(self.streams) if self.streams is not None else None,
-            "queued": len(self.queue),
-            "sent": self.sent,
-            "dropped": self.dropped,
-            "connected_s": round(time.time() - self.connected, 1),
-        }
+    def view(self) -> ClientView:
+        return ClientView(
+            id=self.id,
+            remote=self.remote,
+            streams=sorted(self.streams) if self.streams is not None else None,
+            queued=len(self.queue),
+            sent=self.sent,
+            dropped=self.dropped,
+            connected_s=round(time.time() - self.connected, 1),
+        )
 
 
 class Subscribers:
     """Every connected client; delivers a message to those that want its stream."""
 
-    def __init__(self, maxlen: int) -> None:
+    def __init__(self, maxlen: int, on_drop: Callable[[str], None] | None = None) -> None:
         self.maxlen = maxlen
+        self.on_drop = on_drop
         self.all: dict[str, Subscriber] = {}
         self.dropped_total = 0
-        self.dropped_by_stream: dict[str, int] = {}
+        self._wanted: Tally[str] = Tally()  # stream -> clients subscribed to it by id
+        self._every = 0  # clients subscribed to every stream
 
     def add(self, streams: Iterable[str] | None, remote: str = "") -> Subscriber:
         sub = Subscriber(frozenset(streams) if streams is not None else None, self.maxlen, remote)
         self.all[sub.id] = sub
+        if sub.streams is None:
+            self._every += 1
+        else:
+            self._wanted.update(sub.streams)
         WS_CLIENTS.set(len(self.all))
         return sub
 
     def remove(self, sub: Subscriber) -> None:
         sub.close()
         sub.queue.clear()
-        self.all.pop(sub.id, None)
+        if self.all.pop(sub.id, None) is not None:
+            if sub.streams is None:
+                self._every -= 1
+            else:
+                self._wanted.subtract(sub.streams)
+                for stream in sub.streams:
+                    if self._wanted[stream] <= 0:
+                        del self._wanted[stream]
         WS_CLIENTS.set(len(self.all))
 
     def wanted(self, stream: str) -> bool:
-        return any(sub.wants(stream) for sub in self.all.values())
+        return self._every > 0 or stream in self._wanted
 
     def publish(self, stream: str, message: bytes) -> int:
         """Offer to every interested client; return how many got it queued."""
@@ -125,8 +144,8 @@ class Subscribers:
         lost = sub.offer(stream, message)
         if lost is not None:
             self.dropped_total += 1
-            if lost:
-                self.dropped_by_stream[lost] = self.dropped_by_stream.get(lost, 0) + 1
+            if lost and self.on_drop is not None:
+                self.on_drop(lost)
 
     def __len__(self) -> int:
         return len(self.all)

@@ -1,75 +1,118 @@
 """Websockets: live results (with their frames) for one stream or several.
 
-Close codes: 4400 bad request (ids), 4401 missing/wrong token. A syntactically valid id that is
-not (yet) in the registry is accepted: the stream may be about to start. Each connection has two
-halves: a reader that notices the client leaving (and unsubscribes it at once), and a writer
-that sends the subscriber's queue; a slow client only fills its own queue.
+A syntactically valid id that is not (yet) in the registry is accepted: the stream may be about
+to start. Each connection has two halves: a reader that notices the client leaving (and
+unsubscribes it at once), and a writer that sends the subscriber's queue; a slow client only
+fills its own queue. Clients have nothing to say to the gateway, so the reader also polices
+them: a message over `ws_client_max_bytes` closes with 1009, more than `ws_client_rate`
+messages a second (bursts of twice that) with 1008. Close codes: gateway/protocol.py and
+docs/gateway.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from prometheus_client import Counter
 from starlette.websockets import WebSocketState
 
 from evi.wire import valid_stream_id
 from gateway.deps import websocket_token_ok
 from gateway.fanout import Fanout
-from gateway.protocol import CLOSE_BAD_REQUEST, CLOSE_UNAUTHORIZED, hello_message
+from gateway.protocol import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    CLOSE_UNAUTHORIZED,
+    hello_message,
+)
+from gateway.settings import GatewaySettings
 from gateway.subscribers import Subscriber
 
+log = logging.getLogger("evi.gateway.ws")
 router = APIRouter()
 
+WS_CLOSED = Counter(
+    "evi_gateway_ws_closed_total", "Websocket connections the gateway closed, by code (not 1000)",
+    ["code"],
+)
 MAX_IDS = 256
+MAX_IDS_CHARS = MAX_IDS * 129  # 256 ids of 128 characters and their commas
+GONE = (WebSocketDisconnect, RuntimeError, OSError)  # the client went away mid-send or -read
+
+
+def close_reason(text: str) -> str:
+    """A close reason: printable ASCII (ids are echoed escaped), at most 120 bytes (the
+    protocol allows 123)."""
+    return text.encode("ascii", "backslashreplace")[:120].decode("ascii", "ignore")
 
 
 def parse_ids(raw: str | None) -> tuple[list[str] | None, str]:
     """`ids` query value → (ids or None for all, error)."""
     if raw is None or raw == "*":
         return None, ""
+    if len(raw) > MAX_IDS_CHARS:
+        return None, f"ids too long ({len(raw)} characters): use ids=*"
     ids = list(dict.fromkeys(i for i in raw.split(",") if i))
-    bad = [i for i in ids if not valid_stream_id(i)]
-    if bad:
-        return None, f"bad stream ids: {','.join(bad)}"[:120]
-    if not ids:
-        return None, "no stream ids: use ids=a,b or ids=*"
     if len(ids) > MAX_IDS:
         return None, f"too many stream ids ({len(ids)} > {MAX_IDS}): use ids=*"
+    bad = [i for i in ids if not valid_stream_id(i) or i != i.strip()]
+    if bad:
+        return None, close_reason(f"bad stream ids: {','.join(b[:40] for b in bad[:3])}")
+    if not ids:
+        return None, "no stream ids: use ids=a,b or ids=*"
     return ids, ""
+
+
+async def _close(ws: WebSocket, code: int, reason: str = "") -> None:
+    if code != CLOSE_NORMAL:
+        WS_CLOSED.labels(str(code)).inc()
+    if ws.application_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(*GONE):
+            await ws.close(code=code, reason=close_reason(reason))
 
 
 async def serve(ws: WebSocket, ids: list[str] | None, error: str = "") -> None:
     # Accept first: a close before accept is an HTTP 403 that browsers cannot read a reason from.
     await ws.accept()
     if not websocket_token_ok(ws):
-        await ws.close(code=CLOSE_UNAUTHORIZED, reason="missing or wrong token")
+        await _close(ws, CLOSE_UNAUTHORIZED, "missing or wrong token")
         return
     if error:
-        await ws.close(code=CLOSE_BAD_REQUEST, reason=error)
+        await _close(ws, CLOSE_BAD_REQUEST, error)
         return
     f: Fanout = ws.app.state.fanout
+    s: GatewaySettings = ws.app.state.settings
     remote = f"{ws.client.host}:{ws.client.port}" if ws.client else ""
     sub = f.subscribers.add(ids, remote)
+    code, reason = CLOSE_NORMAL, ""
     try:
-        known = [f.registry[i] for i in (ids if ids is not None else sorted(f.registry))
-                 if i in f.registry]
-        await ws.send_bytes(hello_message(ids, known, f.kafka_ok, sub.id))
+        known = [info for i in (ids if ids is not None else sorted(f.registry))
+                 if (info := f.registry.get(i)) is not None]
+        await ws.send_bytes(hello_message(ids, known, f.monitor.kafka_ok, sub.id))
         writer = asyncio.create_task(_write(ws, sub))
-        reader = asyncio.create_task(_drain(ws))
+        reader = asyncio.create_task(_read(ws, s.ws_client_max_bytes, s.ws_client_rate))
         await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
         for task in (writer, reader):
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+            with contextlib.suppress(asyncio.CancelledError, *GONE):
                 await task
-    except (WebSocketDisconnect, RuntimeError):
+        if reader.done() and not reader.cancelled() and reader.exception() is None:
+            code, reason = reader.result()
+    except GONE:
         pass  # the client went away while we sent the hello
     finally:
         f.subscribers.remove(sub)
+        if sub.closed and code == CLOSE_NORMAL:
+            code = CLOSE_GOING_AWAY
         if ws.application_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await ws.close(code=1001 if sub.closed else 1000)
+            await _close(ws, code, reason)
 
 
 async def _write(ws: WebSocket, sub: Subscriber) -> None:
@@ -80,18 +123,30 @@ async def _write(ws: WebSocket, sub: Subscriber) -> None:
         await ws.send_bytes(message)
 
 
-async def _drain(ws: WebSocket) -> None:
-    """Read (and ignore) what the client sends, until it disconnects."""
+async def _read(ws: WebSocket, max_bytes: int, rate: float) -> tuple[int, str]:
+    """Read what the client sends (text or binary, nothing is used) until it disconnects, or
+    until it breaks the bounds: then the close code and reason."""
+    burst = 2 * rate
+    tokens, at = burst, time.monotonic()
     while True:
         msg = await ws.receive()
         if msg["type"] == "websocket.disconnect":
-            return
+            return CLOSE_NORMAL, ""
+        data = msg.get("bytes") or msg.get("text") or ""
+        size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "replace"))
+        if size > max_bytes:
+            return CLOSE_TOO_BIG, f"client messages are at most {max_bytes} bytes"
+        now = time.monotonic()
+        tokens = min(burst, tokens + (now - at) * rate) - 1
+        at = now
+        if tokens < 0:
+            return CLOSE_POLICY, f"client messages are at most {rate:g}/s"
 
 
 @router.websocket("/ws/streams/{stream_id}")
 async def one_stream(ws: WebSocket, stream_id: str) -> None:
-    ok = valid_stream_id(stream_id)
-    await serve(ws, [stream_id], "" if ok else f"bad stream id: {stream_id[:100]}")
+    ok = valid_stream_id(stream_id) and stream_id == stream_id.strip()
+    await serve(ws, [stream_id], "" if ok else f"bad stream id: {stream_id[:40]}")
 
 
 @router.websocket("/ws/streams")

@@ -12,6 +12,7 @@ import gateway.fanout as fanout_module
 from evi.settings import TopicSettings
 from gateway.fanout import Fanout
 from gateway.protocol import unpack_message
+from gateway.schemas import StreamStatsView
 from gateway.settings import GatewaySettings
 from gateway.subscribers import Subscriber
 from tests.gateway import records as rec
@@ -27,6 +28,12 @@ def fanout(**kw: Any) -> Fanout:
 def feed(f: Fanout, msgs: list[Message]) -> None:
     assert len(msgs) <= f._chunk, "one chunk: handled at once"
     f._dispatch(msgs)
+
+
+def stats(f: Fanout, stream: str) -> StreamStatsView:
+    st = f.streams.get(stream)
+    assert st is not None, f"{stream} not tracked"
+    return st.stats.snapshot()
 
 
 def taken(sub: Subscriber) -> list[tuple[dict[str, Any], bytes]]:
@@ -89,9 +96,9 @@ async def test_duplicates_dropped_and_a_new_run_accepted() -> None:
     got = taken(sub)
     assert [(h["seq"], h["ts_ms"]) for h, _ in got] == [(0, 1000), (1, 1001), (2, 1002), (0, 5000)]
     assert got[-1][1] == jpeg(9), "the new run's frame, not the old frame 0"
-    snap = f.stats["cam1"].snapshot()
-    assert snap["results_seen"] == 4 and snap["drops"]["duplicates"] == 2
-    assert snap["frames_seen"] == 4 and snap["drops"]["frames"] == 0
+    snap = stats(f, "cam1")
+    assert snap.results_seen == 4 and snap.drops.duplicates == 2
+    assert snap.frames_seen == 4 and snap.drops.frames == 0
 
 
 async def test_gaps_are_counted_as_drops() -> None:
@@ -99,7 +106,7 @@ async def test_gaps_are_counted_as_drops() -> None:
     f.subscribers.add(["cam1"])
     feed(f, [rec.frame("cam1", s, 1000 + s, jpeg(s)) for s in (0, 1, 4)])
     feed(f, [rec.result("cam1", s, 1000 + s) for s in (0, 4)])
-    drops = f.stats["cam1"].snapshot()["drops"]
+    drops = stats(f, "cam1").drops.model_dump()
     assert drops == {"frames": 2, "results": 3, "clients": 0, "duplicates": 0}
 
 
@@ -135,8 +142,8 @@ async def test_two_models_on_one_stream_both_shown() -> None:
     got = taken(sub)
     assert [(h["model"], len(h["detections"]), body) for h, body in got] == [
         ("a", 1, jpeg(0)), ("b", 2, jpeg(0))]
-    models = f.stats["cam1"].snapshot()["models"]
-    assert [(m["model"], m["results_seen"]) for m in models] == [("a", 1), ("b", 1)]
+    models = stats(f, "cam1").models
+    assert [(m.model, m.results_seen) for m in models] == [("a", 1), ("b", 1)]
 
 
 async def test_registry_updates_and_tombstones() -> None:
@@ -144,13 +151,14 @@ async def test_registry_updates_and_tombstones() -> None:
     sub = f.subscribers.add(["cam1"])
     feed(f, [rec.registry("cam1"), rec.frame("cam1", 0, 1000, jpeg(0)),
              rec.result("cam1", 0, 1000)])
-    assert f.registry["cam1"].status == "live"
+    info = f.registry.get("cam1")
+    assert info is not None and info.status == "live"
     feed(f, [rec.registry("cam1", "ended")])
     feed(f, [rec.tombstone("cam1")])
     got = [h for h, _ in taken(sub)]
     assert [h["type"] for h in got] == ["stream", "result", "stream", "removed"]
     assert got[2]["info"]["status"] == "ended"
-    assert "cam1" not in f.registry and "cam1" not in f.stats
+    assert "cam1" not in f.registry and "cam1" not in f.streams
 
 
 async def test_bad_records_are_skipped() -> None:
@@ -170,8 +178,8 @@ async def test_frame_copies_of_other_kinds_counted_once() -> None:
         msgs += [rec.frame("cam1", s, 1000 + s, jpeg(s)),
                  rec.frame("cam1", s, 1000 + s, jpeg(s), kind="person")]
     feed(f, msgs)
-    assert f.stats["cam1"].snapshot()["frames_seen"] == 5
-    assert f.frames_by_kind == {"face": 5, "person": 5}
+    assert stats(f, "cam1").frames_seen == 5
+    assert f.counts.frames == {"face": 5, "person": 5}
 
 
 async def test_big_batches_leave_room_for_writers() -> None:
@@ -188,10 +196,15 @@ async def test_big_batches_leave_room_for_writers() -> None:
     assert got == list(range(12)) and sub.dropped == 0
 
 
+def cached(f: Fanout) -> dict[str, list[int]]:
+    return {s: list(st.frames) for s in f.streams if (st := f.streams.get(s)) and st.frames}
+
+
 async def test_frames_of_streams_that_stopped_are_let_go(monkeypatch: pytest.MonkeyPatch) -> None:
     f = fanout()
+    f.subscribers.add(None)
     feed(f, [rec.frame("cam1", 0, 1000, jpeg(0)), rec.frame("cam2", 0, 1000, jpeg(0))])
-    assert set(f._frames) == {"cam1", "cam2"}
+    assert cached(f) == {"cam1": [0], "cam2": [0]}
     monkeypatch.setattr(fanout_module, "IDLE_CACHE_S", -1.0)
     f._flush_step()
-    assert f._frames == {} and "cam1" in f.stats, "stats stay, cached JPEGs go"
+    assert cached(f) == {} and "cam1" in f.streams, "stats stay, cached JPEGs go"
