@@ -45,6 +45,17 @@ class Topics:
     def streams(self) -> str:
         return f"{self.prefix}.streams"
 
+    def inflight(self, group: str) -> str:
+        """Frames a consumer group had running, per frames partition (processors/quarantine.py)."""
+        return f"{self.prefix}.inflight.{group}"
+
+    def inflight_spec(self, group: str, partitions: int) -> TopicSpec:
+        """One partition per frames partition; compacted, a record per partition is enough."""
+        return TopicSpec(self.inflight(group), partitions, {
+            "cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "600000",
+            "min.cleanable.dirty.ratio": "0.1",
+        })  # fmt: skip
+
     def group(self, kind: str, model: str | None = None) -> str:
         """Consumer group (= faust app id) of a kind's processors; a second model gets its own."""
         base = f"{self.prefix}-processor-{check_kind(kind)}"

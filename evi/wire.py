@@ -202,7 +202,8 @@ def result_doc(r: Result) -> dict[str, Any]:
 
 
 def encode_result(r: Result) -> bytes:
-    return json.dumps(result_doc(r), separators=(",", ":")).encode()
+    """ValueError for a NaN or infinite number: JSON has none, and readers refuse them."""
+    return json.dumps(result_doc(r), separators=(",", ":"), allow_nan=False).encode()
 
 
 class BadResult(ValueError):
@@ -380,3 +381,35 @@ def decode_stream_info(value: bytes | None) -> StreamInfo:
         producer=_str(doc, "producer", MAX_PRODUCER, ""),
         updated_ms=_int(doc, "updated_ms", 0, MAX_TS_MS, 0),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """What a processor had in flight on one frames partition (`evi.inflight.<group>`, the same
+    partition number, compacted): written before the frames run, so that the next owner of the
+    partition knows which frames were running when a worker died (processors/quarantine.py)."""
+
+    first: int  # lowest offset running
+    last: int  # highest offset running
+    alone: bool = False  # one frame run by itself, because a worker died with it in flight
+    deaths: int = 0  # with `alone`: workers that already died with this frame running alone
+    worker: str = ""
+    ts_ms: int = 0
+    running: bool = True  # False: the frame run alone finished, nothing is running
+
+
+def encode_inflight(f: InFlight) -> bytes:
+    return json.dumps(asdict(f), separators=(",", ":")).encode()
+
+
+def decode_inflight(value: bytes | None) -> InFlight:
+    doc = _json_object(value, "in-flight record")
+    first = _int(doc, "first", 0, 2**63 - 1)
+    last = _int(doc, "last", first, 2**63 - 1)
+    alone = doc.get("alone", False)
+    running = doc.get("running", True)
+    if not isinstance(alone, bool) or not isinstance(running, bool):
+        raise BadResult("fields 'alone' and 'running' are booleans")
+    return InFlight(first, last, alone, _int(doc, "deaths", 0, 1_000_000, 0),
+                    _str(doc, "worker", 256, ""), _int(doc, "ts_ms", 0, MAX_TS_MS, 0),
+                    running)  # fmt: skip

@@ -4,8 +4,8 @@ One agent per worker over `evi.frames.<kind>`, concurrency 1 (faust-streaming#60
 actors faust commits past an event still in flight); parallelism comes from partitions, processes,
 the micro-batch (`take_events`) whose frames all run at once, and the next batch starting while an
 emitter task finishes the last. How a batch is acked only after its results are delivered:
-processors/handler.py. How the worker stops and crashes:
-processors/shutdown.py. Why each faust setting below: docs/processors.md.
+processors/handler.py. Frames a dead worker left in flight: processors/quarantine.py. How the
+worker stops and crashes: processors/shutdown.py. Why each faust setting below: docs/processors.md.
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ from processors.handler import Acker, FrameHandler, PinnedEvent, Started, handed
 from processors.health import Health
 from processors.lag import EndOffsets, LagTracker
 from processors.pipeline import FramePipeline
+from processors.quarantine import Flight
 from processors.seek import Resume
 from processors.settings import ProcessorSettings
 from processors.shutdown import Lifecycle
 from processors.sink import HEADROOM, Sink
+from processors.watchdog import Watchdog
 
 log = logging.getLogger("evi.processor")
 
@@ -139,6 +141,8 @@ class Processor:
     tracker: LagTracker
     health: Health
     sink: Sink
+    flight: Flight
+    watchdog: Watchdog
 
 
 def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Processor:
@@ -151,10 +155,14 @@ def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Pro
     tracker = LagTracker(s.kind, frames_topic)
     health = Health(s.kind, group, s.stall_timeout_s)
     lifecycle = Lifecycle(s.drain_timeout_s)
-    handler = FrameHandler(s, pipeline, sink, tracker.processed)
+    flight = Flight(s.kafka, topics, group, frames_topic, s.quarantine_deaths,
+                    s.topics.max_message_bytes)  # fmt: skip
+    watchdog = Watchdog(s.frame_budget_s)
+    watchdog.start()
+    handler = FrameHandler(s, pipeline, sink, tracker.processed, flight, watchdog)
     acker = Acker(lifecycle.fatal)
     resume = Resume(s.kafka, frames_topic, s.auto_offset_reset, s.start_from)
-    proc = Processor(app, lifecycle, handler, tracker, health, sink)
+    proc = Processor(app, lifecycle, handler, tracker, health, sink, flight, watchdog)
     within = s.batch_within_ms / 1000
     # The agent starts a batch while the one before is still being finished (its last frames
     # inferred, its results sent), so the pipeline never drains at a batch boundary.
@@ -166,16 +174,10 @@ def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Pro
         async for events in take(s.batch_max, within=within):
             handed(events)  # acks from here on are take_events' and ours: processors/handler.py
             await lifecycle.admit()
-            faulty = s.fault != "none" and handler.inferred + handler.dropped >= s.fault_after
-            if faulty and s.fault == "stall":
-                log.warning("fault injection: agent stalled after %d frames", handler.inferred)
-                await asyncio.Event().wait()
             await in_flight.acquire()
             try:
-                if faulty:
-                    raise RuntimeError(f"fault injection: crash after {handler.inferred} frames")
                 started.put_nowait(await handler.start(events))
-            except Exception as e:  # anything but BadFrame (handled inside) crashes the worker
+            except Exception as e:  # not about a frame (those are handled inside): crash
                 in_flight.release()
                 lifecycle.fatal(e, f"batch at {_where(events)}")
 
@@ -207,7 +209,9 @@ def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Pro
 
     async def on_assigned() -> None:
         # Before faust resumes fetching: a commit for every partition, and the seek to it.
-        tracker.on_assigned(await resume.on_assigned(cast(Consumer, app.consumer)))
+        committed = await resume.on_assigned(cast(Consumer, app.consumer))
+        tracker.on_assigned(committed)
+        flight.on_assigned(committed)  # batches wait until the last owners' records are read
 
     # mode types receivers with a union mypy matches no plain function against.
     app.on_rebalance_complete.connect(

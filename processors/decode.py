@@ -16,15 +16,17 @@ import numpy as np
 import numpy.typing as npt
 
 from evi.errors import BadFrame
+from processors.jpeg_header import DecodeBudget, read_header
 
 try:
     import simplejpeg
 except ImportError:  # pragma: no cover - simplejpeg is a dependency; OpenCV is the fallback
     simplejpeg = None
 
-MAX_PIXELS = 8192 * 8192  # a header claiming more is refused before any allocation
-
 U8 = npt.NDArray[np.uint8]
+
+
+DEFAULT_BUDGET = DecodeBudget()
 
 
 def fit_size(frame: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
@@ -34,18 +36,21 @@ def fit_size(frame: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]
 
 
 def decode_jpeg(
-    jpeg: bytes, target: tuple[int, int] | None = None, *, keep_aspect: bool = True
-) -> U8:
+    jpeg: bytes, target: tuple[int, int] | None = None, *, keep_aspect: bool = True,
+    budget: DecodeBudget = DEFAULT_BUDGET,
+) -> U8:  # fmt: skip
     """Decode to RGB u8 [H,W,3]; with `target` (w, h), at the smallest DCT scale whose image still
     covers the frame's fit into `target` (`keep_aspect`, as a letterbox scales it) or `target`
-    itself (as a stretch does). Corrupt, truncated or empty input → BadFrame."""
+    itself (as a stretch does). Raises only BadFrame: for corrupt, truncated, empty or
+    unsupported input, for a frame over `budget`, and for whatever exception the codec raises."""
     if not jpeg:
         raise BadFrame("corrupt-jpeg", "JPEG is empty")
+    header = read_header(jpeg)
+    budget.check(header)
     if simplejpeg is None:  # pragma: no cover
         return decode_jpeg_cv2(jpeg)
+    w, h = header.width, header.height
     try:
-        h, w, _, _ = simplejpeg.decode_jpeg_header(jpeg)
-        _check_size(w, h)
         if target is None:
             min_w, min_h = 0, 0
         else:
@@ -54,23 +59,22 @@ def decode_jpeg(
         image: U8 = simplejpeg.decode_jpeg(
             jpeg, colorspace="RGB", min_width=min_w, min_height=min_h, strict=True
         )
-    except ValueError as e:
-        raise BadFrame("corrupt-jpeg", f"cannot decode JPEG: {e}") from None
+    except Exception as e:  # the codec's own types vary (ValueError, KeyError, …): all the frame's
+        raise BadFrame("corrupt-jpeg", f"cannot decode JPEG: {type(e).__name__}: {e}") from None
+    if image.ndim != 3 or image.shape[2] != 3:  # pragma: no cover - RGB was asked for
+        raise BadFrame("corrupt-jpeg", f"decoded to shape {image.shape}, not RGB")
     return image
 
 
 def decode_jpeg_cv2(jpeg: bytes) -> U8:
     """OpenCV full-size decode. It decodes truncated data silently, so a missing end-of-image
     marker is checked first."""
+    header = read_header(jpeg)
+    DEFAULT_BUDGET.check(header)
     if b"\xff\xd9" not in jpeg[-64:]:  # EOI, allowing some trailing padding
         raise BadFrame("corrupt-jpeg", "JPEG has no end-of-image marker (truncated?)")
     bgr = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise BadFrame("corrupt-jpeg", "OpenCV cannot decode the JPEG")
-    _check_size(bgr.shape[1], bgr.shape[0])
     return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
-
-def _check_size(w: int, h: int) -> None:
-    if w <= 0 or h <= 0 or w * h > MAX_PIXELS:
-        raise BadFrame("too-large", f"JPEG claims {w}x{h} pixels (limit {MAX_PIXELS})")

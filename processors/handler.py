@@ -24,32 +24,26 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import faust
 from faust.types import EventT
 
 from evi.errors import BadFrame
 from evi.topics import Topics
-from evi.wire import H_TS, FrameMeta, Result, dead_letter_headers, encode_result, parse_frame
+from evi.wire import H_TS, MAX_TS_MS, FrameMeta, Result, encode_result, parse_frame
 from processors import metrics
+from processors.deadletter import DeadLetters, Sender, where
 from processors.fairness import Candidate, StalePolicy
 from processors.pipeline import FramePipeline
+from processors.quarantine import Flight
 from processors.settings import ProcessorSettings
+from processors.watchdog import Watchdog
 
 log = logging.getLogger("evi.processor")
 
 Deliveries = list[Awaitable[Any]]
 Progress = Callable[[int, int, int], None]  # partition, offset, capture ts (ms)
-
-
-class Sender(Protocol):
-    """processors.sink.Sink, or a stand-in in tests."""
-
-    async def send(
-        self, topic: str, key: bytes | None, value: bytes,
-        headers: Sequence[tuple[str, bytes]] | None = None,
-    ) -> asyncio.Future[None]: ...  # fmt: skip
 
 
 class PinnedEvent(faust.Event):
@@ -64,7 +58,7 @@ class PinnedEvent(faust.Event):
         if not self.handed:  # faust skips it at a rebalance or stop; the pin keeps it uncommitted
             metrics.SKIPPED_BY_FAUST.labels(self.message.topic).inc()
             log.info("faust skipped %s at a rebalance or stop: left uncommitted, to be replayed",
-                     _where(self))  # fmt: skip
+                     where(self))  # fmt: skip
         return super().ack()
 
 
@@ -97,13 +91,18 @@ class Acker:
                         event.ack()
             except Exception as e:  # a result we cannot deliver must not be committed past
                 self._failed = True
-                where = _where(events[0]) if events else ""
-                self._on_fatal(e, f"delivery failed for a batch at {where}")
+                at = where(events[0]) if events else ""
+                self._on_fatal(e, f"delivery failed for a batch at {at}")
             finally:
                 self._queue.task_done()
 
     async def join(self) -> None:
         await self._queue.join()
+
+
+Outcome = Result | BadFrame
+Job = Awaitable[Result] | Outcome  # running, or already settled (quarantined, run alone)
+SYSTEMIC = frozenset({"infer-error", "postprocess-error"})  # may be the model's, not the frame's
 
 
 @dataclass
@@ -113,31 +112,42 @@ class Started:
     events: Sequence[EventT[Any]]
     deliveries: Deliveries = field(default_factory=list)  # dead letters sent by `start`
     captured: list[int] = field(default_factory=list)  # each event's capture time, ms
-    jobs: list[tuple[EventT[Any], FrameMeta, asyncio.Future[Result]]] = field(
-        default_factory=list
-    )
+    jobs: list[tuple[EventT[Any], FrameMeta, Job]] = field(default_factory=list)
 
 
 class FrameHandler:
+    """One batch at a time: every frame ends as exactly one result or one dead letter, whatever
+    it holds; only what is not about a frame (deliveries, in-flight writes, a broken model)
+    raises, and the caller crashes the worker."""
+
     def __init__(
-        self, s: ProcessorSettings, pipeline: FramePipeline, sink: Sender, progress: Progress
-    ) -> None:
+        self, s: ProcessorSettings, pipeline: FramePipeline, sink: Sender, progress: Progress,
+        flight: Flight | None = None, watchdog: Watchdog | None = None,
+    ) -> None:  # fmt: skip
         self.kind = s.kind
         self.model = pipeline.model_name
         self.pipeline = pipeline
         self.sink = sink
+        self.flight = flight
+        self.watchdog = watchdog
         topics = Topics(s.topics)
         self.results = topics.results(s.kind)
-        self.dlq = topics.dlq(s.kind)
+        self.letters = DeadLetters(sink, topics.dlq(s.kind), s.topics.max_message_bytes,
+                                   self.kind, self.model)  # fmt: skip
         self.progress = progress
         self.limit = s.frame_limit
-        self.dlq_limit = s.topics.max_message_bytes - 64 * 1024  # room for headers
+        self.result_limit = s.topics.max_message_bytes - 1024
+        self.max_errors = s.max_consecutive_errors
+        self.errors_in_a_row = 0
         drop = s.policy == "drop-stale"
         self.stale = StalePolicy(s.max_age_ms, s.stale_keep_ms) if drop else None
         self.inferred = 0
         self.dropped = 0
+        self._running: set[asyncio.Future[Any]] = set()  # each started batch's frames, gathered
         self.frames = metrics.FRAMES.labels(self.kind, self.model)
         self.stale_frames = metrics.DROPPED.labels(self.kind, self.model, "stale")
+        self.suspects = metrics.SUSPECTS.labels(self.kind, self.model)
+        self.quarantined = metrics.QUARANTINED.labels(self.kind, self.model)
         self.infer_seconds = metrics.INFER_SECONDS.labels(self.kind, self.model)
         self.e2e_seconds = metrics.E2E_SECONDS.labels(self.kind, self.model)
         self.batch_frames = metrics.BATCH_FRAMES.labels(self.kind, self.model)
@@ -147,8 +157,8 @@ class FrameHandler:
         return await self.finish(await self.start(events))
 
     async def start(self, events: Sequence[EventT[Any]]) -> Started:
-        """Parse, dead-letter and drop what must be, start the pipeline on every kept frame.
-        BadFrame never escapes; any other exception does (the caller crashes the worker)."""
+        """Parse, dead-letter and drop what must be, run alone or quarantine what a dead worker
+        left in flight, start the pipeline on every other kept frame."""
         self.batch_frames.observe(len(events))
         batch = Started(events)
         good: list[tuple[EventT[Any], FrameMeta]] = []
@@ -156,8 +166,9 @@ class FrameHandler:
             msg = event.message
             try:
                 meta = parse_frame(msg.key, msg.value, msg.headers, self.limit)
-            except BadFrame as bad:
-                batch.deliveries.append(await self.dead_letter(event, bad))
+            except Exception as e:  # BadFrame, or what no check foresaw: the record's either way
+                bad = e if isinstance(e, BadFrame) else _unforeseen("record", e)
+                batch.deliveries.append(await self.letters.send(event, bad))
                 batch.captured.append(_capture_ms(event))
                 continue
             good.append((event, meta))
@@ -169,45 +180,142 @@ class FrameHandler:
             self.dropped += dropped
             self.stale_frames.inc(dropped)
             good = [g for g, k in zip(good, keep, strict=True) if k]
-        # Start every kept frame now: decode, inference and postprocess overlap across the batch
-        # (and with the previous batch, which `finish` may still be sending).
-        run = self.pipeline.run
-        batch.jobs = [
-            (event, meta, asyncio.ensure_future(run(meta, event.message.value or b"")))
-            for event, meta in good
-        ]
+        settled: dict[int, Outcome] = {}
+        if self.flight is not None:
+            await self.flight.ready()
+            settled = await self._left_in_flight(good)
+        normal = [(e, m) for e, m in good if id(e) not in settled]
+        started = await self._run(normal)
+        batch.jobs = [(e, m, settled[id(e)] if id(e) in settled else started[id(e)])
+                      for e, m in good]  # fmt: skip
         return batch
+
+    async def _left_in_flight(self, good: list[tuple[EventT[Any], FrameMeta]]
+                              ) -> dict[int, Outcome]:  # fmt: skip
+        """Frames a dead worker had in flight: each run alone (nothing else running), or not run
+        at all when a worker already died running it alone (quarantined)."""
+        assert self.flight is not None
+        out: dict[int, Outcome] = {}
+        for event, meta in good:
+            msg = event.message
+            verdict = self.flight.verdict(msg.partition, msg.offset)
+            if verdict is None:
+                continue
+            if verdict.quarantine:
+                self.quarantined.inc()
+                out[id(event)] = BadFrame("quarantined", "a worker died with this frame running "
+                                          "alone (a crash, an abort or over the frame budget): "
+                                          "not run again")  # fmt: skip
+            else:
+                self.suspects.inc()
+                if self._running:  # alone: no other frame of this worker may be the killer
+                    await asyncio.wait(set(self._running))
+                frame = [(msg.partition, msg.offset)]
+                await self.flight.mark(frame, alone_deaths=verdict.deaths)
+                token = self.watchdog.begin(_ident(event, meta)) if self.watchdog else None
+                try:
+                    out[id(event)] = await self.pipeline.run(meta, msg.value or b"")
+                except Exception as e:
+                    out[id(event)] = e if isinstance(e, BadFrame) else _unforeseen("frame", e)
+                finally:
+                    if self.watchdog is not None and token is not None:
+                        self.watchdog.end(token)
+                await self.flight.finished_alone(msg.partition, msg.offset)
+            self.flight.settled(msg.partition, msg.offset)
+        return out
+
+    async def _run(self, good: list[tuple[EventT[Any], FrameMeta]]
+                   ) -> dict[int, asyncio.Future[Result]]:  # fmt: skip
+        """Start every frame now: decode, inference and postprocess overlap across the batch
+        (and with the previous batch, which `finish` may still be sending)."""
+        if not good:
+            return {}
+        frames = [(e.message.partition, e.message.offset) for e, _ in good]
+        if self.flight is not None:
+            await self.flight.mark(frames)  # in Kafka before any of them runs
+        run = self.pipeline.run
+        jobs: dict[int, asyncio.Future[Result]] = {
+            id(e): asyncio.ensure_future(run(m, e.message.value or b"")) for e, m in good
+        }
+        token = self.watchdog.begin(_ident(*good[0], len(good))) if self.watchdog else None
+        running = asyncio.gather(*jobs.values(), return_exceptions=True)
+        self._running.add(running)
+
+        def finished(_: object) -> None:
+            self._running.discard(running)
+            if self.watchdog is not None and token is not None:
+                self.watchdog.end(token)
+            if self.flight is not None:
+                self.flight.done(frames)
+
+        running.add_done_callback(finished)
+        return jobs
 
     async def finish(self, batch: Started) -> Deliveries:
         """Results of a started batch, sent in order; the deliveries of all its records."""
         deliveries = batch.deliveries
-        outcomes: list[tuple[EventT[Any], FrameMeta, Result | BadFrame]] = []
+        outcomes: list[tuple[EventT[Any], FrameMeta, Outcome]] = []
         try:
             for event, meta, job in batch.jobs:
+                if isinstance(job, Result | BadFrame):
+                    outcomes.append((event, meta, job))
+                    continue
                 try:
                     outcomes.append((event, meta, await job))
-                except BadFrame as bad:
-                    outcomes.append((event, meta, bad))
+                except Exception as e:  # BadFrame from a stage, or a bug: one frame's either way
+                    outcomes.append((event, meta, e if isinstance(e, BadFrame)
+                                     else _unforeseen("frame", e)))  # fmt: skip
         finally:
             for _, _, job in batch.jobs:
-                job.cancel()  # no-op for finished ones; a failed batch leaves nothing running
+                if isinstance(job, asyncio.Future):
+                    job.cancel()  # no-op for finished ones; a failed batch leaves nothing running
+        self._count_errors(outcomes)
         # The whole batch goes out in one go, so librdkafka puts it in one produce request:
         # results sent as each frame finished trickled into ~3 requests per partition and
         # batch, and each costs the broker about a millisecond of CPU (docs/benchmarks.md).
         # Under a backlog that holds a result back by at most one batch; at live rates
         # batches are a frame or two.
         for event, meta, out in outcomes:
+            value = b""
+            if isinstance(out, Result):
+                try:
+                    value = self._encode(out)
+                except BadFrame as bad:
+                    out = bad
             if isinstance(out, BadFrame):
-                deliveries.append(await self.dead_letter(event, out, meta))
+                deliveries.append(await self.letters.send(event, out, meta))
             else:
-                deliveries.append(await self.send(out, meta))
+                deliveries.append(await self.send(out, meta, value))
         for event, ts_ms in zip(batch.events, batch.captured, strict=True):  # all done
             msg = event.message
             self.progress(msg.partition, msg.offset, ts_ms)
         return deliveries
 
-    async def send(self, result: Result, meta: FrameMeta) -> Awaitable[Any]:
-        fut = await self.sink.send(self.results, meta.stream.encode(), encode_result(result))
+    def _count_errors(self, outcomes: list[tuple[EventT[Any], FrameMeta, Outcome]]) -> None:
+        """Frames in a row whose inference or postprocess raised: past `max_consecutive_errors`
+        it is the model's fault, not theirs, and the batch must be replayed, not dead-lettered."""
+        for _, _, out in outcomes:
+            if isinstance(out, Result):
+                self.errors_in_a_row = 0
+            elif out.reason in SYSTEMIC:
+                self.errors_in_a_row += 1
+                if self.errors_in_a_row >= self.max_errors:
+                    raise RuntimeError(f"{self.errors_in_a_row} frames in a row failed in the "
+                                       f"model ({out}): the model, not the frames")  # fmt: skip
+
+    def _encode(self, result: Result) -> bytes:
+        try:
+            value = encode_result(result)
+        except (ValueError, TypeError) as e:  # NaN/Infinity from the model: not valid JSON
+            raise BadFrame("bad-result", f"result cannot be encoded: {e}") from None
+        if len(value) > self.result_limit:
+            raise BadFrame("bad-result", f"result is {len(value)} bytes, over the topic's limit "
+                           f"({len(result.detections)} detections)")  # fmt: skip
+        return value
+
+    async def send(self, result: Result, meta: FrameMeta, value: bytes = b"") -> Awaitable[Any]:
+        value = value or self._encode(result)
+        fut = await self.sink.send(self.results, meta.stream.encode(), value)
         self.inferred += 1
         self.frames.inc()
         self.infer_seconds.observe(result.infer_ms / 1000)
@@ -217,17 +325,12 @@ class FrameHandler:
     async def dead_letter(
         self, event: EventT[Any], bad: BadFrame, meta: FrameMeta | None = None
     ) -> Awaitable[Any]:
-        msg = event.message
-        metrics.DEAD_LETTERS.labels(self.kind, self.model, bad.reason).inc()
-        ident = f"stream={meta.stream} seq={meta.seq} " if meta else ""
-        log.warning("dead letter %s%s: %s", ident, _where(event), bad)
-        value = msg.value or b""
-        if len(value) > self.dlq_limit:
-            value = b""  # the reason header says it was too large; keep the DLQ writable
-        headers = dead_letter_headers(
-            bad.reason, bad.message, msg.topic, msg.partition, msg.offset, msg.headers
-        )
-        return await self.sink.send(self.dlq, msg.key, value, headers)
+        return await self.letters.send(event, bad, meta)
+
+
+def _unforeseen(stage: str, e: BaseException) -> BadFrame:
+    """An exception no check foresaw, raised while handling one frame: still that frame's."""
+    return BadFrame(f"{stage}-error", f"{type(e).__name__}: {e}"[:500])
 
 
 def _capture_ms(event: EventT[Any]) -> int:
@@ -235,13 +338,13 @@ def _capture_ms(event: EventT[Any]) -> int:
     headers = event.message.headers
     for name, value in headers.items() if isinstance(headers, Mapping) else headers or ():
         if name == H_TS:
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                break
+            raw = value.encode() if isinstance(value, str) else value
+            if isinstance(raw, bytes) and 0 < len(raw) <= 15 and raw.isdigit():
+                return min(int(raw), MAX_TS_MS)
+            break
     return int(event.message.timestamp * 1000)
 
 
-def _where(event: EventT[Any]) -> str:
-    msg = event.message
-    return f"tp={msg.topic}[{msg.partition}] offset={msg.offset}"
+def _ident(event: EventT[Any], meta: FrameMeta, frames: int = 1) -> str:
+    more = f" (+{frames - 1} frames)" if frames > 1 else ""
+    return f"stream={meta.stream} seq={meta.seq} {where(event)}{more}"

@@ -24,6 +24,20 @@ DEAD_LETTERS = Counter(
     "Bad frames sent to the dead-letter topic",
     (*LABELS, "reason"),
 )
+QUARANTINED = Counter(
+    "evi_processor_quarantined_total",
+    "Frames dead-lettered as `quarantined`: a worker died with each running alone",
+    LABELS,
+)
+SUSPECTS = Counter(
+    "evi_processor_suspect_frames_total",
+    "Frames run one at a time because a worker died with them in flight",
+    LABELS,
+)
+BAD_INFLIGHT = Counter(
+    "evi_processor_bad_inflight_records_total",
+    "In-flight records that did not parse, ignored as if nothing had been in flight",
+)
 SKIPPED_BY_FAUST = Counter(
     "evi_processor_rebalance_skips_total",
     "Frames faust's stream skipped unseen at a rebalance or stop; kept uncommitted, so replayed",

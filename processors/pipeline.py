@@ -9,18 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from evi.errors import ConfigError
+from evi.errors import BadFrame, ConfigError
 from evi.topics import check_kind
 from evi.wire import Detection, FrameMeta, Result
 from processors.adapters import create_adapter
 from processors.adapters.base import U8, Adapter, Letterbox
-from processors.decode import decode_jpeg
+from processors.decode import DEFAULT_BUDGET, decode_jpeg
+from processors.jpeg_header import DecodeBudget
 from processors.models import ModelConfig, ModelUnavailable, fetch_models, fetchable_paths
 from processors.runtime import Runtime
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Whatever one frame's `name` stage raises becomes a BadFrame (`<name>-error`): the frame is
+    dead-lettered and the worker goes on. BadFrame passes as it is."""
+    try:
+        yield
+    except BadFrame:
+        raise
+    except Exception as e:
+        raise BadFrame(f"{name}-error", f"{type(e).__name__}: {e}"[:500]) from e
 
 
 class FramePipeline:
@@ -28,9 +43,10 @@ class FramePipeline:
 
     def __init__(
         self, kind: str, model: ModelConfig, adapter: Adapter[Any], runtime: Runtime,
-        decode_threads: int = 2,
+        decode_threads: int = 2, budget: DecodeBudget = DEFAULT_BUDGET,
     ) -> None:  # fmt: skip
         self.kind = kind
+        self.budget = budget
         self.model = model
         self.adapter = adapter
         self.runtime = runtime
@@ -38,8 +54,9 @@ class FramePipeline:
 
     @classmethod
     def create(
-        cls, kind: str, model: ModelConfig, cache_dir: Path, decode_threads: int = 2
-    ) -> FramePipeline:
+        cls, kind: str, model: ModelConfig, cache_dir: Path, decode_threads: int = 2,
+        budget: DecodeBudget = DEFAULT_BUDGET,
+    ) -> FramePipeline:  # fmt: skip
         """Build the adapter, fetch the model file if it is one we can fetch, compile it."""
         check_kind(kind)
         adapter = create_adapter(model)
@@ -60,7 +77,7 @@ class FramePipeline:
             cache_dir=cache_dir,
             configure=adapter.configure,
         )
-        return cls(kind, model, adapter, runtime, decode_threads)
+        return cls(kind, model, adapter, runtime, decode_threads, budget)
 
     @property
     def model_name(self) -> str:
@@ -70,27 +87,35 @@ class FramePipeline:
         """Decode (at a DCT scale near the model's input) and letterbox or stretch: the CPU-bound
         half."""
         keep_aspect = self.adapter.spec.resize == "letterbox"
-        image = decode_jpeg(jpeg, self.adapter.input_size, keep_aspect=keep_aspect)
-        return self.adapter.preprocess(image)
+        image = decode_jpeg(jpeg, self.adapter.input_size, keep_aspect=keep_aspect,
+                            budget=self.budget)  # fmt: skip
+        with stage("preprocess"):
+            return self.adapter.preprocess(image)
 
     async def run(self, meta: FrameMeta, jpeg: bytes) -> Result:
         """One frame; raises BadFrame for a frame that can never be processed."""
         loop = asyncio.get_running_loop()
         tensor, prep = await loop.run_in_executor(self._pool, self.prepare, jpeg)
         t0 = time.perf_counter()
-        outputs = await self.runtime.infer(tensor)
+        with stage("infer"):
+            outputs = await self.runtime.infer(tensor)
         infer_ms = (time.perf_counter() - t0) * 1000
         # Postprocess is ~0.1-0.2 ms of small numpy calls that hold the GIL anyway: a thread hop
         # would add latency without freeing the loop.
-        return self._result(meta, self.adapter.postprocess(outputs, prep), infer_ms)
+        with stage("postprocess"):
+            detections = self.adapter.postprocess(outputs, prep)
+        return self._result(meta, detections, infer_ms)
 
     def run_sync(self, meta: FrameMeta, jpeg: bytes) -> Result:
         """The same work, blocking, on the calling thread (benchmarks, tests)."""
         tensor, prep = self.prepare(jpeg)
         t0 = time.perf_counter()
-        outputs = self.runtime.infer_sync(tensor)
+        with stage("infer"):
+            outputs = self.runtime.infer_sync(tensor)
         infer_ms = (time.perf_counter() - t0) * 1000
-        return self._result(meta, self.adapter.postprocess(outputs, prep), infer_ms)
+        with stage("postprocess"):
+            detections = self.adapter.postprocess(outputs, prep)
+        return self._result(meta, detections, infer_ms)
 
     def _result(self, meta: FrameMeta, detections: list[Detection], infer_ms: float) -> Result:
         return Result(

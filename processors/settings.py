@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from evi.settings import ServiceSettings
+from processors.jpeg_header import DecodeBudget
 
 CONCURRENCY_WHY = (
     "agent concurrency must be 1: with more actors faust commits past an event still in flight "
@@ -66,6 +67,19 @@ class ProcessorSettings(ServiceSettings):
     threads: int = Field(0, ge=0, le=1024)
     # Largest frame accepted; bigger ones are dead-lettered as too-large. 0 = topics' limit.
     max_frame_bytes: int = Field(0, ge=0)
+    # Decode budget, checked on each JPEG's own header before decoding (processors/jpeg_header.py;
+    # measurements in docs/reliability.md): over it, a dead letter with reason `decode-budget`.
+    max_pixels: int = Field(4096 * 4096, ge=1)
+    max_progressive_pixels: int = Field(2048 * 2048, ge=1)  # progressive costs ~3x and buffers all
+    max_scans: int = Field(32, ge=1, le=10_000)  # a progressive file passes over it per scan
+    # Time budget of a batch's frames (decode, inference, postprocess; not the results' delivery):
+    # past it the worker exits, and the frames are run alone by the next owner (watchdog.py).
+    frame_budget_s: float = Field(10.0, gt=0, le=3600)
+    # A frame running alone when this many workers died is quarantined (processors/quarantine.py).
+    quarantine_deaths: int = Field(1, ge=1, le=100)
+    # Frames in a row whose inference or postprocess raised: past this it is not about the frames
+    # (the model or device is broken), so the worker exits and the batch is replayed.
+    max_consecutive_errors: int = Field(32, ge=1, le=100_000)
     # faust settings that decide correctness (docs/processors.md has the upstream evidence):
     concurrency: int = 1
     commit_interval_s: float = Field(0.5, gt=0, le=30)  # default 2.8 s reads as phantom lag
@@ -90,11 +104,6 @@ class ProcessorSettings(ServiceSettings):
     lag_interval_s: float = Field(1.0, gt=0, le=60)  # how often lag/seconds-behind are measured
     # SIGTERM: stop fetching, finish the in-flight batch, commit, leave; a 2nd signal forces.
     drain_timeout_s: float = Field(20.0, gt=0, le=600)
-    # Fault injection for tests, env only (EVI_FAULT, EVI_FAULT_AFTER): once this many frames are
-    # done, `stall` stops the agent's progress (heartbeats and web go on), `crash` raises inside
-    # it (an unexpected error, not a bad frame).
-    fault: Literal["none", "stall", "crash"] = "none"
-    fault_after: int = Field(0, ge=0)
 
     @field_validator("concurrency")
     @classmethod
@@ -137,6 +146,10 @@ class ProcessorSettings(ServiceSettings):
     @property
     def cpu_set(self) -> frozenset[int] | None:
         return parse_cpus(self.cpus) if self.cpus else None
+
+    @property
+    def decode_budget(self) -> DecodeBudget:
+        return DecodeBudget(self.max_pixels, self.max_progressive_pixels, self.max_scans)
 
     @property
     def frame_limit(self) -> int:

@@ -50,9 +50,10 @@ class Sink:
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes,
-        headers: Sequence[tuple[str, bytes]] | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None, partition: int = -1,
     ) -> asyncio.Future[None]:  # fmt: skip
-        """Hand a record to librdkafka; the returned future settles with its delivery."""
+        """Hand a record to librdkafka (to `partition`, else by key); the returned future settles
+        with its delivery."""
         loop = self._loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         reports = self._reports
@@ -62,8 +63,8 @@ class Sink:
 
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=list(headers) if headers
-                                       else None, on_delivery=report)  # fmt: skip
+                self._producer.produce(topic, value, key, partition, on_delivery=report,
+                                       headers=list(headers) if headers else None)  # fmt: skip
                 return fut
             except BufferError:  # librdkafka's queue is full: the broker is behind, wait
                 await asyncio.sleep(0.005)

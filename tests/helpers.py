@@ -64,13 +64,14 @@ def http_ok(url: str) -> bool:
 
 @contextlib.contextmanager
 def evi_process(
-    name: str, *args: str, env: dict[str, str] | None = None
+    name: str, *args: str, env: dict[str, str] | None = None, module: str = "evi.cli"
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `evi <args>` as a child process, log to test-artifacts/logs/<name>.log, stop it after."""
+    """Run `evi <args>` as a child process, log to test-artifacts/logs/<name>.log, stop it after.
+    `module` runs another entry point with the same arguments (a test wrapper)."""
     LOGS.mkdir(parents=True, exist_ok=True)
     log = open(LOGS / f"{name}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "evi.cli", *args],
+        [sys.executable, "-m", module, *args],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
     )
     try:

@@ -16,7 +16,7 @@ from faust.types.tuples import ConsumerMessage
 
 from evi.errors import BadFrame
 from evi.topics import Topics
-from evi.wire import FrameMeta, Result, decode_result, frame_headers
+from evi.wire import Detection, FrameMeta, Result, decode_result, frame_headers
 from processors import metrics
 from processors.handler import Acker, FrameHandler, PinnedEvent, handed
 from processors.settings import ProcessorSettings
@@ -114,11 +114,119 @@ async def test_drop_stale_keeps_each_streams_newest_frame() -> None:
     assert sorted(done) == [(0, o) for o in range(5)]
 
 
-async def test_an_unexpected_error_escapes_the_handler() -> None:
-    h, results, _, _ = handler()
-    with pytest.raises(RuntimeError, match="boom"):
-        await h.handle([event(0, JPEG), event(1, BOOM), event(2, JPEG)])  # type: ignore[list-item]
-    assert results == []  # the batch is replayed whole: nothing of it went out
+async def test_any_exception_of_one_frame_is_a_dead_letter_and_the_batch_goes_on() -> None:
+    h, results, dlq, done = handler()
+    await h.handle([event(0, JPEG), event(1, BOOM), event(2, JPEG)])  # type: ignore[list-item]
+    assert [decode_result(v).seq for _, v, _ in results] == [0, 2]
+    (letter,) = [dict(hs) for _, _, hs in dlq]
+    assert letter["evi-dlq-reason"] == b"frame-error"
+    assert letter["evi-dlq-error"] == b"RuntimeError: boom"
+    assert sorted(done) == [(0, 0), (0, 1), (0, 2)]
+
+
+async def test_a_header_that_breaks_parsing_in_an_unforeseen_way_is_a_dead_letter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import processors.handler as mod
+
+    real = mod.parse_frame
+
+    def parse(key: Any, value: Any, headers: Any, limit: int) -> FrameMeta:
+        if value == BOOM:
+            raise OverflowError("int too large to convert")
+        return real(key, value, headers, limit)
+
+    monkeypatch.setattr(mod, "parse_frame", parse)
+    h, results, dlq, _ = handler()
+    await h.handle([event(0, BOOM), event(1, JPEG)])  # type: ignore[list-item]
+    assert [decode_result(v).seq for _, v, _ in results] == [1]
+    assert [dict(hs)["evi-dlq-reason"] for _, _, hs in dlq] == [b"record-error"]
+
+
+async def test_out_of_range_headers_are_dead_letters_not_overflows() -> None:
+    h, results, dlq, _ = handler()
+    huge = event(0, JPEG)
+    hs = [(k, b"9" * 300 if k == "evi-ts" else v) for k, v in huge.message.headers]
+    huge.message.headers = hs
+    neg = event(1, JPEG)
+    neg.message.headers = [(k, b"-5" if k == "evi-seq" else v) for k, v in neg.message.headers]
+    await h.handle([huge, neg, event(2, JPEG)])  # type: ignore[list-item]
+    assert [decode_result(v).seq for _, v, _ in results] == [2]
+    assert [dict(hs)["evi-dlq-reason"] for _, _, hs in dlq] == [b"bad-header", b"bad-header"]
+
+
+async def test_a_model_that_fails_every_frame_stops_the_worker_instead_of_dead_lettering_all(
+) -> None:
+    h, results, dlq, _ = handler(max_consecutive_errors=5)
+
+    async def broken(meta: FrameMeta, jpeg: bytes) -> Result:
+        raise BadFrame("infer-error", "RuntimeError: device lost")
+
+    h.pipeline.run = broken  # type: ignore[method-assign]
+    await h.handle([event(i, JPEG) for i in range(4)])  # type: ignore[misc]
+    assert len(dlq) == 4  # below the bound: each could be the frame's own fault
+    with pytest.raises(RuntimeError, match="5 frames in a row failed in the model"):
+        await h.handle([event(i, JPEG) for i in range(4, 8)])  # type: ignore[misc]
+    assert len(dlq) == 4 and results == []  # that batch is replayed, not dead-lettered
+
+
+async def test_a_result_that_is_not_valid_json_is_a_dead_letter() -> None:
+    h, results, dlq, _ = handler()
+    run = h.pipeline.run
+
+    async def nan_score(meta: FrameMeta, jpeg: bytes) -> Result:
+        r = await run(meta, jpeg)
+        if meta.seq == 1:
+            return Result(r.stream, r.seq, r.ts_ms, r.processed_ms, r.kind, r.model,
+                          [Detection("face", float("nan"), 0, 0, 1, 1)])  # fmt: skip
+        return r
+
+    h.pipeline.run = nan_score  # type: ignore[method-assign]
+    await h.handle([event(i, JPEG) for i in range(3)])  # type: ignore[misc]
+    assert [decode_result(v).seq for _, v, _ in results] == [0, 2]
+    assert [dict(hs)["evi-dlq-reason"] for _, _, hs in dlq] == [b"bad-result"]
+
+
+async def test_a_dead_letter_always_fits_its_topic_and_says_what_was_cut() -> None:
+    limit = 64 << 10
+    h, _, dlq, _ = handler(topics={"max_message_bytes": limit}, max_frame_bytes=limit - 1024)
+    e = event(0, b"\xff\xd8\xff" + b"x" * (limit - 2000))  # fits the frames topic
+    e.message.headers = [*e.message.headers, *((f"x-{i}", b"v" * 900) for i in range(200))]
+    e.message.key = b"k" * 5000
+    await h.handle([e])  # type: ignore[list-item]
+    ((key, value, headers),) = dlq
+    size = len(key or b"") + len(value) + sum(len(k) + len(v) for k, v in headers)
+    assert size < limit - 1024
+    cut = dict(headers)["evi-dlq-cut"].decode()
+    assert "key of 5000 bytes cut to 256" in cut
+    assert "headers dropped" in cut
+    assert dict(headers)["evi-dlq-reason"] == b"bad-key"
+
+
+async def test_a_dead_letter_the_broker_refuses_is_sent_again_with_why_and_where_only(
+) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    h, _, dlq, _ = handler()
+    send = h.sink.send
+
+    async def refusing(topic: str, key: bytes | None, value: bytes, headers: Any = None
+                       ) -> asyncio.Future[None]:  # fmt: skip
+        fut = await send(topic, key, value, headers)
+        if value:
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_exception(KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)))
+        return fut
+
+    h.sink.send = refusing  # type: ignore[method-assign]
+    h.letters.sink = h.sink
+    deliveries = await h.handle([event(0, b"GIF89a")])  # type: ignore[list-item]
+    for d in deliveries:
+        await d  # settles: the minimal record went out instead
+    assert [(k, v) for k, v, _ in dlq] == [(b"cam1", b"GIF89a"), (None, b"")]
+    minimal = dict(dlq[1][2])
+    assert minimal["evi-dlq-reason"] == b"not-jpeg"
+    assert b"broker refused" in minimal["evi-dlq-cut"]
 
 
 async def test_a_batch_goes_to_the_sink_in_one_go_after_its_last_frame() -> None:

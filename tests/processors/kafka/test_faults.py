@@ -90,8 +90,8 @@ def test_unexpected_error_exits_70_and_its_batch_is_replayed(
     kafka: KafkaSettings, topics: Topics
 ) -> None:
     produce(kafka, topics.frames("face"), STREAMS, range(FRAMES), partitions=4)
-    fault = {"EVI_FAULT": "crash", "EVI_FAULT_AFTER": "48"}
-    with processor("crash-a", kafka, topics, free_port(), env=fault) as a:
+    fault = {"EVI_TEST_FAULT": "crash", "EVI_TEST_FAULT_AFTER": "48"}
+    with processor("crash-a", kafka, topics, free_port(), env=fault, faulty=True) as a:
         assert a.wait(90) == 70, log_tail("crash-a")
     assert "fatal: batch at tp=" in log_tail("crash-a", 200)
     done_by_a = count(kafka, topics)

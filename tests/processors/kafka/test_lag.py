@@ -27,10 +27,10 @@ def test_lag_and_seconds_behind_match_kafka_on_a_stuck_agent(
     base = int(time.time() * 1000) - 20_000  # captured 20 s ago, 10 fps: seq s at base + 100 s
     sent = produce(kafka, topics.frames("face"), STREAMS, range(30), partitions=4, ts_ms=base)
     ts_at = {(f.partition, f.offset): f.ts_ms for f in sent}
-    env = {"EVI_FAULT": "stall", "EVI_FAULT_AFTER": "40", "EVI_STALL_TIMEOUT_S": "3",
+    env = {"EVI_TEST_FAULT": "stall", "EVI_TEST_FAULT_AFTER": "40", "EVI_STALL_TIMEOUT_S": "3",
            "EVI_LAG_INTERVAL_S": "0.5"}  # fmt: skip
     port = free_port()
-    with processor("lag", kafka, topics, port, env=env) as proc:
+    with processor("lag", kafka, topics, port, env=env, faulty=True) as proc:
         wait_until(lambda: status(port, "/healthz") == 503, 60, "liveness to fail", step=0.5)
         assert status(port, "/readyz") == 200, "still assigned: Kafka never noticed"
 

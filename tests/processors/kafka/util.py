@@ -186,15 +186,17 @@ def status(port: int, path: str) -> int:
 @contextlib.contextmanager
 def processor(
     name: str, kafka: KafkaSettings, topics: Topics, port: int, *args: str,
-    env: dict[str, str] | None = None,
+    env: dict[str, str] | None = None, faulty: bool = False, wait_web: bool = True,
 ) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
-    """`evi process --kind face` as a child process, waited for until its web server answers."""
+    """`evi process --kind face` as a child process, waited for until its web server answers
+    (unless not `wait_web`); `faulty` runs it with tests/processors/faulty_worker.py's faults."""
+    argv = ("--kind", "face", "--web-port", str(port), *common(kafka, topics.prefix), *args)
     with evi_process(
-        name, "process", "--kind", "face", "--web-port", str(port),
-        *common(kafka, topics.prefix), *args,
-        env=env,
+        name, *(argv if faulty else ("process", *argv)), env=env,
+        module="tests.processors.faulty_worker" if faulty else "evi.cli",
     ) as proc:  # fmt: skip
-        wait_until(lambda: status(port, "/healthz") != 0 or proc.poll() is not None, 90,
-                   f"{name} web server")  # fmt: skip
-        assert proc.poll() is None, log_tail(name)
+        if wait_web:
+            wait_until(lambda: status(port, "/healthz") != 0 or proc.poll() is not None, 90,
+                       f"{name} web server")  # fmt: skip
+            assert proc.poll() is None, log_tail(name)
         yield proc
