@@ -87,3 +87,83 @@ def test_bad_frames_are_dead_lettered_and_good_ones_flow(
     for reason in bad:
         labels = (("kind", "face"), ("model", "blazeface-short"), ("reason", reason))
         assert metrics[("evi_processor_dead_letters_total", labels)] == 1.0, reason
+
+
+def odd_sampling_jpeg() -> bytes:
+    """A real JPEG whose luma is sampled 1x4 (libjpeg-turbo's 4:4:1): simplejpeg's header
+    helper raised KeyError on it, which once stopped every worker of the kind."""
+    data = bytearray(simplejpeg.encode_jpeg(np.ascontiguousarray(jpeg_image()), 80, "RGB", "444"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 11] = 0x14
+    return bytes(data)
+
+
+def jpeg_image() -> np.ndarray:
+    return np.full((64, 64, 3), 128, np.uint8)
+
+
+def progressive_bomb() -> bytes:
+    """8192x8192 progressive: ~1.5 MB that cost ~0.8 s and ~400 MiB to decode."""
+    import cv2
+
+    image = np.zeros((8192, 8192, 3), np.uint8)
+    image[::64] = 200
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    assert ok
+    return bytes(buf.tobytes())
+
+
+def test_every_class_of_bad_frame_is_a_dead_letter_and_the_worker_stays_up(
+    kafka: KafkaSettings, topics: Topics
+) -> None:
+    from tests.processors.faulty_worker import mark
+
+    good = jpeg(0)
+    limit = topics.settings.max_message_bytes
+    filler = [(f"x-{i:03d}", b"h" * 1000) for i in range(65)]  # 65 KB of headers
+    near_limit = b"N" * (limit - 1200 - sum(len(k) + len(v) for k, v in filler))
+    bad: dict[str, tuple[bytes, list[tuple[str, bytes]], str]] = {
+        # name → (value, headers, reason)
+        "huge-ts": (good, headers("bad", 0, **{"evi-ts": b"9" * 300}), "bad-header"),
+        "negative-seq": (good, headers("bad", 1, **{"evi-seq": b"-1"}), "bad-header"),
+        "zero-width": (good, headers("bad", 2, **{"evi-width": b"0"}), "bad-header"),
+        "width-over-65535": (good, headers("bad", 3, **{"evi-width": b"70000"}), "bad-header"),
+        "underscored-seq": (good, headers("bad", 4, **{"evi-seq": b"1_0"}), "bad-header"),
+        "odd-sampling": (odd_sampling_jpeg(), headers("bad", 5), "corrupt-jpeg"),
+        "codec-keyerror": (mark(good, "raise"), headers("bad", 6), "frame-error"),
+        "progressive-bomb": (progressive_bomb(), headers("bad", 7), "decode-budget"),
+        "dead-letter-over-limit": (near_limit, headers("bad", 8) + filler, "not-jpeg"),
+        "12-bit": (good.replace(b"\xff\xc0\x00\x11\x08", b"\xff\xc0\x00\x11\x0c", 1),
+                   headers("bad", 9), "unsupported-jpeg"),
+    }  # fmt: skip
+    frames = topics.frames("face")
+    p = producer(kafka)
+    for seq in range(12):
+        for stream in ("ok1", "ok2"):
+            hs = frame_headers(FrameMeta(stream, seq, 1_700_000_000_000 + seq, W, H, "test"))
+            p.produce(frames, good, stream.encode(), partition=0, headers=list(hs))
+        if seq < len(bad):
+            value, hs2, _ = list(bad.values())[seq]
+            p.produce(frames, value, b"bad", partition=0, headers=hs2)
+    assert p.flush(30) == 0
+
+    port = free_port()
+    with processor("dlq-classes", kafka, topics, port, faulty=True) as proc:
+        want = {(s, q) for s in ("ok1", "ok2") for q in range(12)}
+        got = wait_results(kafka, topics, want, 120, logs=("dlq-classes",))
+        wait_until(lambda: len(read(kafka, topics.dlq("face"))) >= len(bad), 60, "dead letters")
+        assert proc.poll() is None, "the worker keeps going"
+        metrics = scrape(port)
+    assert sorted((r.stream, r.seq) for r in got) == sorted(want), "each good frame exactly once"
+    letters = read(kafka, topics.dlq("face"))
+    by_seq = {int(dict(hs)["evi-seq"] if dict(hs).get("evi-seq", b"x").isdigit() else -1): hs
+              for _, _, _, hs in letters}  # fmt: skip
+    assert len(letters) == len(bad), log_tail("dlq-classes")
+    reasons = sorted(dict(hs)["evi-dlq-reason"].decode() for _, _, _, hs in letters)
+    assert reasons == sorted(r for _, _, r in bad.values())
+    over = dict(by_seq[8])
+    assert b"dropped" in over["evi-dlq-cut"], over["evi-dlq-cut"]
+    for reason in {r for _, _, r in bad.values()}:
+        labels = (("kind", "face"), ("model", "blazeface-short"), ("reason", reason))
+        n = sum(1 for _, _, r in bad.values() if r == reason)
+        assert metrics[("evi_processor_dead_letters_total", labels)] == n, reason
