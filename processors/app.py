@@ -141,7 +141,7 @@ class Processor:
     tracker: LagTracker
     health: Health
     sink: Sink
-    flight: Flight
+    flight: Flight | None
     watchdog: Watchdog
 
 
@@ -155,8 +155,8 @@ def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Pro
     tracker = LagTracker(s.kind, frames_topic)
     health = Health(s.kind, group, s.stall_timeout_s)
     lifecycle = Lifecycle(s.drain_timeout_s)
-    flight = Flight(s.kafka, topics, group, frames_topic, s.quarantine_deaths,
-                    s.topics.max_message_bytes)  # fmt: skip
+    flight = (Flight(s.kafka, topics, group, frames_topic, s.quarantine_deaths,
+                     s.topics.max_message_bytes) if s.quarantine_deaths else None)  # fmt: skip
     watchdog = Watchdog(s.frame_budget_s)
     watchdog.start()
     handler = FrameHandler(s, pipeline, sink, tracker.processed, flight, watchdog)
@@ -211,7 +211,8 @@ def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Pro
         # Before faust resumes fetching: a commit for every partition, and the seek to it.
         committed = await resume.on_assigned(cast(Consumer, app.consumer))
         tracker.on_assigned(committed)
-        flight.on_assigned(committed)  # batches wait until the last owners' records are read
+        if flight is not None:  # batches wait until the last owners' records are read
+            flight.on_assigned(committed)
 
     # mode types receivers with a union mypy matches no plain function against.
     app.on_rebalance_complete.connect(

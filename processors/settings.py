@@ -76,7 +76,8 @@ class ProcessorSettings(ServiceSettings):
     # past it the worker exits, and the frames are run alone by the next owner (watchdog.py).
     frame_budget_s: float = Field(10.0, gt=0, le=3600)
     # A frame running alone when this many workers died is quarantined (processors/quarantine.py).
-    quarantine_deaths: int = Field(1, ge=1, le=100)
+    # 0 turns quarantine off (no in-flight records): a frame that kills workers then kills all.
+    quarantine_deaths: int = Field(1, ge=0, le=100)
     # Frames in a row whose inference or postprocess raised: past this it is not about the frames
     # (the model or device is broken), so the worker exits and the batch is replayed.
     max_consecutive_errors: int = Field(32, ge=1, le=100_000)
