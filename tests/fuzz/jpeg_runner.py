@@ -4,6 +4,7 @@ case (its number, target and bytes) to a progress file, which the parent reads i
 
     python -m tests.fuzz.jpeg_runner fuzz --seed S --start N --seconds T --max-cases M --work DIR
     python -m tests.fuzz.jpeg_runner one FILE --target 128      (one input; JSON on stdout)
+    python -m tests.fuzz.jpeg_runner replay tests/fuzz/crashers.json     (decode_jpeg crashers)
 """
 
 from __future__ import annotations
@@ -142,6 +143,22 @@ def one(args: argparse.Namespace) -> int:
     return 0
 
 
+def replay(args: argparse.Namespace) -> int:
+    """Every decode_jpeg crasher of a crashers.json at every target; the broken ones as JSON."""
+    broken = []
+    for entry in json.loads(Path(args.file).read_text()):
+        if entry["contract"] != "decode_jpeg":
+            continue
+        data = base64.b64decode(entry["b64"])
+        for target in contract.TARGETS:
+            try:
+                check_decode(data, target)
+            except Broken as e:
+                broken.append({"name": entry["name"], "target": target, "broken": str(e)})
+    print(json.dumps(broken))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.fuzz.jpeg_runner")
     sub = p.add_subparsers(dest="command", required=True)
@@ -155,9 +172,10 @@ def main(argv: list[str]) -> int:
     o = sub.add_parser("one")
     o.add_argument("file")
     o.add_argument("--target", default="128", choices=sorted(contract.TARGETS))
+    sub.add_parser("replay").add_argument("file")
     args = p.parse_args(argv)
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
-    return fuzz(args) if args.command == "fuzz" else one(args)
+    return {"fuzz": fuzz, "one": one, "replay": replay}[args.command](args)
 
 
 if __name__ == "__main__":

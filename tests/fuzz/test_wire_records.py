@@ -251,7 +251,14 @@ def as_bytes(v: Any) -> bytes:
 def test_dead_letter_headers_are_bounded_and_say_when_they_cut(
     headers: list[tuple[str, Any]], as_map: bool, cut: list[str] | None
 ) -> None:
-    original = dict(headers) if as_map else headers
+    check_dead_letter(dict(headers) if as_map else headers, cut)
+
+
+def check_dead_letter(original: list[tuple[str, Any]] | dict[str, Any], cut: list[str] | None
+                      ) -> None:  # fmt: skip
+    """dead_letter_headers' contract: at most DLQ_HEADERS_MAX + 2 KiB of headers (UTF-8 names
+    and values, as Kafka counts them), why and where, and `evi-dlq-cut` exactly when an original
+    header is not carried as it was."""
     out = dead_letter_headers("corrupt-jpeg", "cannot decode JPEG: " + "x" * 2000,
                               "evi.frames.face", 3, 9912, original, cut=cut)  # fmt: skip
     assert all(isinstance(n, str) and isinstance(v, bytes) for n, v in out)
