@@ -99,7 +99,7 @@ def cpu_seconds(pid: int) -> float:
 
 def real_worker(
     kafka: KafkaSettings, topics: Topics, n: int, group: str, cpus: str | None, threads: int,
-    broker: int,
+    broker: int, env: dict[str, str] | None = None,
 ) -> tuple[float, float, float]:
     """(c): a fresh worker (its own group) over the n preloaded frames: frames/s from the first
     to the last result's timestamp, its core ms/frame and the broker's over that span."""
@@ -112,7 +112,8 @@ def real_worker(
            "--topic-prefix", topics.prefix, "--group-id", group, "--log-level", "WARNING"]
     cmd += ["--cpu", cpus] if cpus else []
     cmd += ["--threads", str(threads)] if threads else []
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})  # fmt: skip
     try:
         return _measure(c, n, proc.pid, broker)
     finally:
