@@ -50,21 +50,30 @@ def peak_mib() -> float:
 
 
 class _Rss:
-    """The process's resident set now and its peak since the last reset (Linux: the peak is
-    reset by writing 5 to /proc/self/clear_refs), so each case's own peak can be seen."""
+    """The process's resident set now and its peak since the last reset (Linux: VmHWM, reset by
+    writing 5 to /proc/self/clear_refs), so each case's own peak can be seen. Not ru_maxrss: a
+    child process starts with its parent's (pytest's, hundreds of MiB) and it is never reset."""
 
     def __init__(self) -> None:
         self.page_mib = os.sysconf("SC_PAGE_SIZE") / 2**20
         try:
             self.statm: int | None = os.open("/proc/self/statm", os.O_RDONLY)
+            self.status: int | None = os.open("/proc/self/status", os.O_RDONLY)
             self.clear: int | None = os.open("/proc/self/clear_refs", os.O_WRONLY)
         except OSError:  # not Linux: the peak is never reset, growth is seen once
-            self.statm = self.clear = None
+            self.statm = self.status = self.clear = None
 
     def now_mib(self) -> float:
         if self.statm is None:
             return peak_mib()
         return int(os.pread(self.statm, 128, 0).split()[1]) * self.page_mib
+
+    def peak_mib(self) -> float:
+        if self.status is None:
+            return peak_mib()
+        text = os.pread(self.status, 8192, 0)
+        at = text.index(b"VmHWM:")
+        return int(text[at + 6 : text.index(b"kB", at)]) / 1024
 
     def reset_peak(self) -> None:
         if self.clear is not None:
@@ -78,7 +87,7 @@ def check_decode(data: bytes, target: str) -> Outcome:
     """Decode `data` at one of TARGETS; Broken if the contract does not hold."""
     size, keep_aspect = TARGETS[target]
     before = RSS.now_mib()
-    if peak_mib() > before + CASE_MIB / 2:  # an earlier case's peak would hide this one's
+    if RSS.peak_mib() > before + CASE_MIB / 2:  # an earlier case's peak would hide this one's
         RSS.reset_peak()
     t0 = time.perf_counter()
     try:
@@ -100,7 +109,7 @@ def check_decode(data: bytes, target: str) -> Outcome:
             raise Broken("bad-output", f"{type(image).__name__} {getattr(image, 'dtype', '')} "
                          f"{shape}, not RGB u8 [H,W,3]")  # fmt: skip
     seconds = time.perf_counter() - t0
-    after = peak_mib()
+    after = RSS.peak_mib()
     if seconds > CASE_SECONDS:
         raise Broken("hang", f"{seconds:.2f} s at target {target} (limit {CASE_SECONDS} s)")
     if after - before > CASE_MIB:

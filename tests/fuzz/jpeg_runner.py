@@ -121,7 +121,7 @@ def fuzz(args: argparse.Namespace) -> int:
     summary = {
         "seed": args.seed, "start": args.start, "next": case, "cases": sum(targets.values()),
         "seconds": elapsed, "outcomes": dict(outcomes), "targets": dict(targets),
-        "mutations": dict(steps_seen), "slowest": slowest, "peak_mib": contract.peak_mib(),
+        "mutations": dict(steps_seen), "slowest": slowest, "peak_mib": contract.RSS.peak_mib(),
         "findings": list(findings.values()),
     }  # fmt: skip
     (work / "summary.json").write_text(json.dumps(summary))
@@ -138,7 +138,7 @@ def one(args: argparse.Namespace) -> int:
         doc = {"outcome": out.label, "seconds": out.seconds, "broken": None}
     except Broken as broken:
         doc = {"outcome": None, "seconds": None, "broken": str(broken)}
-    doc["rss_growth_mib"] = contract.peak_mib() - before
+    doc["rss_growth_mib"] = contract.RSS.peak_mib() - before
     print(json.dumps(doc))
     return 0
 
