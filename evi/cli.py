@@ -7,12 +7,14 @@ import argparse
 import importlib
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 from evi.errors import ConfigError
 from evi.settings import REPO_ROOT, ServiceSettings, die_on_config_error, load
 
 KAFKA_SCRIPT = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
+TOPICS_TIMEOUT_S = 10.0  # `evi kafka topics` gives an absent broker this long
 
 # subcommand -> (module, function, help); each function takes argv and returns an exit code.
 SERVICES: dict[str, tuple[str, str, str]] = {
@@ -35,7 +37,9 @@ def kafka_main(argv: list[str]) -> int:
     a = p.parse_args(argv)
     if a.action != "topics":
         return subprocess.call(["bash", str(KAFKA_SCRIPT), a.action])
-    from evi.kafka import ensure_topics
+    from confluent_kafka import KafkaException
+
+    from evi.kafka import ensure_topics, explain
     from evi.topics import Topics
 
     try:
@@ -43,22 +47,38 @@ def kafka_main(argv: list[str]) -> int:
         specs = Topics(s.topics).specs(a.kinds or ["face"])
     except ConfigError as e:
         die_on_config_error(e)
-    created = ensure_topics(s.kafka, specs)
+    started = time.monotonic()
+    try:
+        created = ensure_topics(s.kafka, specs, timeout=TOPICS_TIMEOUT_S)
+    except KafkaException as e:
+        print(f"evi kafka topics: {explain(s.kafka, e, round(time.monotonic() - started))}",
+              file=sys.stderr)
+        return 1
     for spec in specs:
         state = "created" if spec.name in created else "exists"
         print(f"{spec.name}\t{spec.partitions} partitions\t{state}")
     return 0
 
 
+def usage(commands: dict[str, tuple[str, str, str]]) -> str:
+    width = max(map(len, commands))
+    lines = [f"  {name:<{width}}  {h}" for name, (_, _, h) in sorted(commands.items())]
+    return "usage: evi <command> [options]\n\ncommands:\n" + "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     commands: dict[str, tuple[str, str, str]] = dict(SERVICES)
     commands["kafka"] = ("evi.cli", "kafka_main", "start/stop the local broker, create topics")
-    if not args or args[0] in ("-h", "--help") or args[0] not in commands:
-        width = max(map(len, commands))
-        lines = [f"  {name:<{width}}  {h}" for name, (_, _, h) in sorted(commands.items())]
-        print("usage: evi <command> [options]\n\ncommands:\n" + "\n".join(lines))
-        return 0 if args and args[0] in ("-h", "--help") else 2
+    if args and args[0] in ("-h", "--help"):
+        print(usage(commands))
+        return 0
+    if not args:  # asked nothing: the usage, as an error (argparse's habit)
+        print(usage(commands), file=sys.stderr)
+        return 2
+    if args[0] not in commands:
+        print(f"evi: unknown command {args[0]!r} (see evi --help)", file=sys.stderr)
+        return 2
     module, func, _ = commands[args[0]]
     entry: Callable[[list[str]], int] = getattr(importlib.import_module(module), func)
     return entry(args[1:])

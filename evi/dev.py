@@ -206,9 +206,19 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     kinds = a.kinds or ["face"]
     py = [sys.executable, "-m", "evi.cli"]
-    run(["bash", str(KAFKA_SCRIPT), "start"])
-    run([*py, "kafka", "topics", *[f"--kind={k}" for k in kinds]])
-    run([*py, "models", "fetch"])
+    try:
+        # Bad EVI_ settings or kinds: one line now, not one per child after the broker started.
+        topics = Topics(load(ServiceSettings).topics)
+        for k in kinds:
+            topics.frames(k)
+    except ConfigError as e:
+        die_on_config_error(e)
+    try:
+        run(["bash", str(KAFKA_SCRIPT), "start"])
+        run([*py, "kafka", "topics", *[f"--kind={k}" for k in kinds]])
+        run([*py, "models", "fetch"])
+    except subprocess.CalledProcessError as e:
+        return e.returncode  # the step said why, in its one line
     children = Children()
     try:
         scalers = autoscalers(a, kinds, children) if a.autoscale else []

@@ -6,15 +6,38 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from evi.settings import KafkaSettings
 from evi.topics import TopicSpec
 
+# librdkafka's codes for "no broker answered"; any other error came from a broker that did.
+_UNREACHABLE = frozenset({
+    KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
+    KafkaError._RESOLVE, KafkaError._WAIT_COORD,
+})  # fmt: skip
+
+
+def unreachable(e: KafkaException) -> bool:
+    err = e.args[0] if e.args else None
+    return isinstance(err, KafkaError) and err.code() in _UNREACHABLE
+
+
+def explain(kafka: KafkaSettings, e: KafkaException, waited_s: float) -> str:
+    """One line for a Kafka call that failed: an unreachable broker says so, with how long it
+    was given; any other error is librdkafka's text."""
+    if unreachable(e):
+        return f"Kafka at {kafka.bootstrap_servers} does not answer (gave up after {waited_s:g} s)"
+    err = e.args[0] if e.args else e
+    text = err.str() if isinstance(err, KafkaError) else str(err)
+    return f"Kafka at {kafka.bootstrap_servers}: {text}"
+
 
 def admin(kafka: KafkaSettings) -> AdminClient:
+    """A short-lived admin client: its librdkafka log lines are queued until poll(), so a
+    client kept for long must be polled (or its queue grows while the broker is away)."""
     return AdminClient(kafka.client_config())
 
 
@@ -28,9 +51,10 @@ def broker_answers(kafka: KafkaSettings, timeout: float = 2.0) -> bool:
 
 def wait_for_broker(kafka: KafkaSettings, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    while not broker_answers(kafka):
+    while not broker_answers(kafka, min(2.0, max(0.1, deadline - time.monotonic()))):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"Kafka at {kafka.bootstrap_servers} did not answer in {timeout}s")
+            raise TimeoutError(f"Kafka at {kafka.bootstrap_servers} does not answer (gave up "
+                               f"after {timeout:g} s)")
         time.sleep(0.5)
 
 

@@ -7,33 +7,80 @@ user gave (`load(...)`), then passes it down. Env vars use the `EVI_` prefix and
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from evi.errors import ConfigError
+from evi.log import librdkafka_logger
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+                       r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$")
+
+
+def check_address(entry: str) -> str:
+    """`entry` as host:port (hostname, IPv4 or [IPv6]; port 1-65535); ValueError saying what is
+    wrong. librdkafka would take a bad entry silently and try 127.0.0.1:9092 or nothing."""
+    if "://" in entry:  # librdkafka takes PLAINTEXT://host:port, faust's broker URL does not
+        raise ValueError(f"{entry!r}: write host:port (the protocol is kafka.security_protocol)")
+    host, sep, port = entry.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{entry!r} is not host:port (e.g. broker:9092)")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{entry!r}: port {port!r} is not a number 1-65535")
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host.removeprefix("[").removesuffix("]"))
+        except ValueError:
+            raise ValueError(f"{entry!r}: {host} is not an IPv6 address") from None
+        if not host.endswith("]"):
+            raise ValueError(f"{entry!r}: an IPv6 host is written [addr]")
+    elif ":" in host:
+        raise ValueError(f"{entry!r}: write an IPv6 host in brackets, [addr]:port")
+    elif not _HOSTNAME.match(host):
+        raise ValueError(f"{entry!r}: {host!r} is not a hostname or IPv4 address")
+    return f"{host}:{int(port)}"
 
 
 class KafkaSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    bootstrap_servers: str = "127.0.0.1:9092"
+    bootstrap_servers: str = "127.0.0.1:9092"  # host:port[,host:port...]
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
+    # How long a worker that needs the broker to start (evi process) waits for it to answer.
+    startup_wait_s: float = Field(60.0, ge=0, le=3600)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _addresses(cls, v: str) -> str:
+        entries = [e.strip() for e in v.split(",")]
+        if not any(entries):
+            raise ValueError("empty: give host:port[,host:port...]")
+        if not all(entries):
+            raise ValueError(f"{v!r} has an empty entry between commas")
+        return ",".join(check_address(e) for e in entries)
 
     def client_config(self) -> dict[str, Any]:
-        """The librdkafka (confluent-kafka) form of these settings."""
+        """The librdkafka (confluent-kafka) form of these settings. Its log goes through Python
+        logging (evi.log.librdkafka_logger), so a client must be polled for its lines to show;
+        without a logger librdkafka writes every connection retry to stderr."""
         cfg: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
+            "logger": librdkafka_logger(),
         }
         if self.sasl_mechanism:
             cfg["sasl.mechanism"] = self.sasl_mechanism
@@ -83,9 +130,27 @@ def load(cls: type[S], **flags: Any) -> S:
         return cls(**given)
     except ValidationError as e:
         lines = [
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+            for err in e.errors()
         ]
         raise ConfigError("; ".join(lines)) from None
+    except SettingsError as e:  # an env value of a list/object field that is not JSON
+        raise ConfigError(_env_problem(cls, e)) from None
+
+
+_FIELD = re.compile(r'field "([^"]+)"')
+
+
+def _env_problem(cls: type[ServiceSettings], e: SettingsError) -> str:
+    """One line naming the env var: pydantic-settings says 'error parsing value for field
+    "topics" from source "EnvSettingsSource"' and keeps the JSON error as the cause."""
+    m = _FIELD.search(str(e))
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    var = f"{prefix}{m.group(1)}".upper() if m else "an EVI_ variable"
+    cause = e.__cause__
+    if isinstance(cause, json.JSONDecodeError):
+        return f"{var}: not valid JSON ({cause.msg} at character {cause.pos + 1})"
+    return f"{var}: {cause or e}".replace("; ", ", ")
 
 
 def die_on_config_error(e: ConfigError) -> None:

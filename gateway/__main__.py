@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from evi.errors import ConfigError
 from evi.log import setup as setup_logging
+from evi.log import tame_librdkafka
 from evi.settings import die_on_config_error, load, override
 from gateway.settings import GatewaySettings
 
@@ -40,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         print(s.printable())
         return 0
     setup_logging(s.log_level)
+    # The feed's consumer logs librdkafka's lines to its own logger (gateway/feed.py): the same
+    # filter as every other client's, so a broker that is away is the feed's one line.
+    tame_librdkafka(logging.getLogger("evi.gateway.feed"))
     import uvicorn
 
     from gateway.app import create_app

@@ -2,7 +2,8 @@
 `evi-processor-<kind>`, or `evi-processor-<kind>-<model>` for a second model of the kind).
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT: drained, committed, left the group), 2 for bad
-configuration, 70 after a fatal error (the uncommitted frames are replayed by the next owner).
+configuration, 70 after a fatal error (the uncommitted frames are replayed by the next owner) or
+when Kafka does not answer within kafka.startup_wait_s of the start.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from processors.settings import ProcessorSettings
 
 if TYPE_CHECKING:
     from processors.models import ModelConfig
+
+log = logging.getLogger("evi.processor")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -106,7 +109,26 @@ def use_event_loop(name: str) -> None:
 
             mode.loop.use("uvloop")
         except ImportError:
-            logging.getLogger("evi.processor").warning("uvloop is not installed: asyncio loop")
+            log.warning("uvloop is not installed: asyncio loop")
+
+
+def broker_up(s: ProcessorSettings) -> bool:
+    """Whether Kafka answered within kafka.startup_wait_s. aiokafka gives up at once on a broker
+    that is not there (faust then exits with a traceback), and a worker that starts before its
+    broker, as in a fresh `docker compose up`, should wait for it instead; said once."""
+    from evi.kafka import broker_answers, wait_for_broker
+
+    if broker_answers(s.kafka):
+        return True
+    log.warning("Kafka at %s does not answer: retrying for up to %g s", s.kafka.bootstrap_servers,
+                s.kafka.startup_wait_s)
+    try:
+        wait_for_broker(s.kafka, s.kafka.startup_wait_s)
+    except TimeoutError as e:
+        print(f"evi process: {e}", file=sys.stderr)
+        return False
+    log.info("Kafka at %s answers", s.kafka.bootstrap_servers)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,13 +146,21 @@ def main(argv: list[str] | None = None) -> int:
     # Heavy imports after argument checks, so `--help` and bad flags answer at once.
     from processors.app import create_app, group_for
     from processors.pipeline import FramePipeline
-    from processors.shutdown import DrainingWorker
+    from processors.shutdown import EX_SOFTWARE, DrainingWorker
 
     try:
         model, default_name = choose_model(s)
         pipeline = FramePipeline.create(s.kind, model, s.cache_dir, s.decode_threads)
     except ConfigError as e:
         die_on_config_error(e)
+    try:
+        up = broker_up(s)
+    except KeyboardInterrupt:  # Ctrl-C while waiting: nothing was consumed, nothing to drain
+        pipeline.close()
+        return 130
+    if not up:
+        pipeline.close()
+        return EX_SOFTWARE
     proc = create_app(s, pipeline, group_for(s, model.name, default_name))
     worker = DrainingWorker(
         proc.app, proc.lifecycle, loglevel=s.log_level, quiet=True, redirect_stdouts=False,

@@ -32,6 +32,7 @@ from producers.config import build_streams, read_file
 from producers.metrics import ProducerMetrics
 from producers.runner import run
 from producers.settings import ProducerSettings
+from producers.sources import missing_file
 from producers.sources.url import redact
 
 STREAM_FLAGS = ("kinds", "fps", "loop", "count", "width", "height", "quality", "start",
@@ -95,9 +96,9 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ProducerSettings, list
         "metrics_port": args.metrics_port,
         "log_level": args.log_level,
     }
-    if args.bootstrap_servers:
+    if args.bootstrap_servers is not None:  # '' too: an empty address is an error, not unset
         flags["kafka"] = {"bootstrap_servers": args.bootstrap_servers}
-    if args.topic_prefix:
+    if args.topic_prefix is not None:
         flags["topics"] = {"prefix": args.topic_prefix}
     return load(ProducerSettings, **flags), errors
 
@@ -114,10 +115,13 @@ def _install_signals(stop: threading.Event) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
 
+    signalled = threading.Event()  # not `stop`: the runner sets that itself when streams end
+
     def handler(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
+        if signalled.is_set():
             print("evi produce: forced exit", file=sys.stderr)
             os._exit(130)
+        signalled.set()
         logging.getLogger("evi.producer").info("%s: flushing and stopping",
                                                signal.Signals(signum).name)
         stop.set()
@@ -142,6 +146,15 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
         print("evi: bad config: no streams: give --source, --config or EVI_STREAMS",
               file=sys.stderr)
         return 2
+    # A local file is there or not now; only live sources (cameras, URLs) are worth retrying.
+    missing = {s.id: p for s in settings.streams if (p := missing_file(s.source))}
+    for stream, problem in missing.items():
+        print(f"evi produce: {problem} (stream {stream})", file=sys.stderr)
+    if missing:
+        left = [s for s in settings.streams if s.id not in missing]
+        if not left:
+            return 2
+        settings = settings.model_copy(update={"streams": left})
     evi_log.setup(settings.log_level)
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # we log failures ourselves
     stop = stop or threading.Event()
@@ -149,7 +162,7 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
     metrics = ProducerMetrics()
     serve(settings.metrics_port, registry=metrics.registry)
     code = run(settings, stop, metrics)
-    return 1 if stream_errors else code
+    return 1 if stream_errors or missing else code
 
 
 if __name__ == "__main__":

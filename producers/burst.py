@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
-
-_DIGITS = re.compile(r"\d+")
 
 
 class BurstLog:
@@ -46,27 +43,3 @@ class BurstLog:
             self._suppressed.pop(key, None)
         if total:
             self.logger.info("%s after %d failures", message, total)
-
-
-class RepeatFilter(logging.Filter):
-    """Let a log message through once per `quiet_s`, comparing texts with digits removed
-    (librdkafka repeats "Connect to ...:9092 failed (after 0ms ...)" on every retry)."""
-
-    def __init__(self, quiet_s: float = 30.0, max_keys: int = 1000) -> None:
-        super().__init__()
-        self.quiet_s = quiet_s
-        self.max_keys = max_keys
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = _DIGITS.sub("", record.getMessage())
-        now = time.monotonic()
-        with self._lock:
-            last = self._seen.get(key)
-            if last is not None and now - last < self.quiet_s:
-                return False
-            if len(self._seen) >= self.max_keys:
-                self._seen.clear()
-            self._seen[key] = now
-        return True

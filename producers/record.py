@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 import uuid
@@ -25,7 +26,7 @@ from typing import TypeVar
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from evi.errors import BadFrame, ConfigError
-from evi.kafka import offsets_at, partitions_of, watermarks
+from evi.kafka import explain, offsets_at, partitions_of, unreachable, watermarks
 from evi.log import setup as setup_logging
 from evi.settings import KafkaSettings, ServiceSettings, die_on_config_error, load, override
 from evi.topics import Topics
@@ -110,6 +111,7 @@ class WindowReader:
 
     def __iter__(self) -> Iterator[ClipRecord]:
         c = self._consumer()
+        started = time.monotonic()
         try:
             self._plan(c)
             if not self.ranges:
@@ -117,6 +119,9 @@ class WindowReader:
             c.assign([TopicPartition(self.topic, p, s) for p, (s, _) in self.ranges.items()])
             yield from self._consume(c)
         except KafkaException as e:
+            if unreachable(e):
+                raise WindowError(explain(self.kafka, e, round(time.monotonic() - started))
+                                  ) from None
             raise WindowError(f"reading {self.topic} failed: {e.args[0].str()}") from None
         finally:
             c.close()
@@ -219,6 +224,18 @@ def record(reader: WindowReader, out: Path, meta: dict[str, object]) -> Counter[
     return per_stream
 
 
+def out_problem(out: Path) -> str | None:
+    """Why --out cannot be written, found before the window is read."""
+    folder = out.parent
+    if not folder.is_dir():
+        return f"no such directory for --out: {folder}"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write to directory {folder}: permission denied"
+    if out.is_dir():
+        return f"--out {out} is a directory"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
     try:
@@ -232,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         die_on_config_error(e)
         return 2
     setup_logging(s.log_level)
+    problem = out_problem(a.out)
+    if problem:
+        print(f"evi record: {problem}", file=sys.stderr)
+        return 2
     if a.out.exists() and not a.force:
         print(f"evi record: {a.out} exists; use --force to overwrite it", file=sys.stderr)
         return 1

@@ -28,7 +28,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from pydantic import Field
 
 from evi.errors import BadFrame, ConfigError
-from evi.kafka import ensure_topics
+from evi.kafka import ensure_topics, explain
 from evi.log import setup as setup_logging
 from evi.settings import ServiceSettings, die_on_config_error
 from evi.topics import Topics
@@ -41,6 +41,8 @@ from producers.registry import ENDED, ERROR, LIVE, Registry, registry_config
 from producers.settings import PublisherSettings
 
 Headers = list[tuple[str, str | bytes | None]]
+
+TOPICS_TIMEOUT_S = 10.0  # an absent broker is given this long before replay gives up
 
 
 class ReplaySettings(ServiceSettings):
@@ -129,7 +131,11 @@ class Job:
 def run(s: ReplaySettings, job: Job, stop: threading.Event) -> int:
     """Publish the checked clip; 0 iff every frame was acknowledged."""
     topics = Topics(s.topics)
-    ensure_topics(s.kafka, topics.specs([job.kind]))
+    try:
+        ensure_topics(s.kafka, topics.specs([job.kind]), timeout=TOPICS_TIMEOUT_S)
+    except KafkaException as err:
+        print(f"evi replay: {explain(s.kafka, err, TOPICS_TIMEOUT_S)}", file=sys.stderr)
+        return 1
     sender = Sender(s)
     registry = Registry(registry_config(s.kafka.client_config(), s.replay_id), topics.streams,
                         s.replay_id)
@@ -273,11 +279,26 @@ def _go(s: ReplaySettings, a: argparse.Namespace, job: Job, stop: threading.Even
     return 0 if a.dry_run else run(s, job, stop)
 
 
+def clip_problem(clip: Path) -> str | None:
+    """Why the clip file cannot be read at all (what it holds is checked by check_clip)."""
+    if not clip.exists():
+        return f"no such clip file: {clip}"
+    if not clip.is_file():
+        return f"{clip} is not a clip file"
+    if not os.access(clip, os.R_OK):
+        return f"cannot read clip file {clip}: permission denied"
+    return None
+
+
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
     p = parser()
     a = p.parse_args(argv)
     if (a.clip is None) == (a.from_topic is None):
         p.error("give a clip file or --from-topic (one of them)")
+    problem = clip_problem(a.clip) if a.clip is not None else None
+    if problem:
+        print(f"evi replay: {problem}", file=sys.stderr)
+        return 2
     stop = stop or threading.Event()
     try:
         s = recorder.settings_from(ReplaySettings, a)

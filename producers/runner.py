@@ -11,10 +11,9 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import ConfigResource, ResourceType  # type: ignore[attr-defined]
 
-from evi.kafka import admin, ensure_topics
+from evi.kafka import admin, ensure_topics, unreachable
 from evi.settings import KafkaSettings
 from evi.topics import Topics
-from producers.burst import RepeatFilter
 from producers.capture import StreamWorker, make_stream_source
 from producers.metrics import ProducerMetrics
 from producers.publisher import Publisher, producer_config
@@ -65,32 +64,29 @@ def _ensure_topics(settings: ProducerSettings, stop: threading.Event) -> bool:
     True when the topics were confirmed now."""
     specs = Topics(settings.topics).specs(settings.kinds())
 
-    def attempt() -> bool:
+    def attempt(first: bool) -> bool:
         try:
             ensure_topics(settings.kafka, specs, timeout=TOPICS_TIMEOUT_S)
             return True
         except KafkaException as e:
-            log.warning("Kafka at %s does not answer (%s): frames are dropped oldest-first "
-                        "until it does", settings.kafka.bootstrap_servers, e.args[0].str())
+            if first:  # said once; the retries are silent until the broker answers
+                problem = "does not answer" if unreachable(e) else e.args[0].str()
+                log.warning("Kafka at %s %s: retrying, frames are dropped oldest-first until it "
+                            "does", settings.kafka.bootstrap_servers, problem)
             return False
 
     def retry() -> None:
         for _ in range(100_000):
-            if stop.wait(TOPICS_TIMEOUT_S) or attempt():
+            if stop.wait(TOPICS_TIMEOUT_S):
+                return
+            if attempt(first=False):
+                log.info("Kafka at %s answers: topics ready", settings.kafka.bootstrap_servers)
                 return
 
-    if attempt():
+    if attempt(first=True):
         return True
     threading.Thread(target=retry, name="evi-topics", daemon=True).start()
     return False
-
-
-def kafka_logger() -> logging.Logger:
-    """librdkafka's log, through Python logging, each repeating line once per 30 s."""
-    logger = logging.getLogger("evi.producer.kafka")
-    if not any(isinstance(f, RepeatFilter) for f in logger.filters):
-        logger.addFilter(RepeatFilter(30.0))
-    return logger
 
 
 def run(
@@ -105,14 +101,13 @@ def run(
     topics = Topics(settings.topics)
     limits = _limits(settings) if _ensure_topics(settings, stop) else {}
     pid = settings.producer_id
-    kafka_log = {"logger": kafka_logger()}
     max_bytes = settings.topics.max_message_bytes
     publisher = Publisher(
         producer_config(settings.kafka, settings.publisher, max_bytes, pid,
-                        min(limits.values(), default=None)) | kafka_log,
+                        min(limits.values(), default=None)),
         settings.publisher, max_bytes, metrics, producer_factory, limits,
     )
-    registry = Registry(registry_config(settings.kafka.client_config(), pid) | kafka_log,
+    registry = Registry(registry_config(settings.kafka.client_config(), pid),
                         topics.streams, pid, producer_factory)
     workers = [
         StreamWorker(cfg, settings, publisher, registry, metrics, stop, source_factory)

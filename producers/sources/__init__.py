@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 from producers.sources.base import Frame, Source, SourceError
 from producers.sources.camera import CameraSource, is_camera
@@ -11,7 +13,7 @@ from producers.sources.images import ImagesSource, is_images
 from producers.sources.sample import SampleSource
 from producers.sources.url import UrlSource, is_url
 
-__all__ = ["Frame", "Source", "SourceError", "default_stream_id", "make_source"]
+__all__ = ["Frame", "Source", "SourceError", "default_stream_id", "make_source", "missing_file"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -34,6 +36,21 @@ def make_source(
     if is_images(spec):
         return ImagesSource(spec)
     return FileSource(spec, start, duration)
+
+
+def missing_file(spec: str) -> str | None:
+    """What is wrong with a --source naming a local video file that cannot be read; None for
+    a readable file and for the other kinds of source (opened, and retried, when they start)."""
+    if spec.startswith("sample:") or is_url(spec) or is_camera(spec) or is_images(spec):
+        return None
+    path = Path(spec).expanduser()
+    if not path.exists():
+        return f"no such video file: {spec}"
+    if not path.is_file():
+        return f"{spec} is not a video file"
+    if not os.access(path, os.R_OK):
+        return f"cannot read video file {spec}: permission denied"
+    return None
 
 
 def default_stream_id(spec: str) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from evi.errors import ConfigError
-from evi.settings import ServiceSettings, load, override
+from evi.log import LIBRDKAFKA
+from evi.settings import KafkaSettings, ServiceSettings, load, override
 from evi.topics import Topics
 
 
@@ -58,3 +61,57 @@ def test_topic_names() -> None:
     specs = {s.name: s for s in t.specs(["face"])}
     assert specs["evi.frames.face"].partitions == 12
     assert specs["evi.streams"].config["cleanup.policy"] == "compact"
+
+
+@pytest.mark.parametrize("given, normal", [
+    ("127.0.0.1:9092", "127.0.0.1:9092"),
+    (" kafka-0.kafka.svc:9093 , kafka-1:9093 ", "kafka-0.kafka.svc:9093,kafka-1:9093"),
+    ("[::1]:9092", "[::1]:9092"),
+    ("broker_1:09092", "broker_1:9092"),
+])
+def test_bootstrap_servers_are_normalised(given: str, normal: str) -> None:
+    assert KafkaSettings(bootstrap_servers=given).bootstrap_servers == normal
+
+
+@pytest.mark.parametrize("given, says", [
+    ("", "empty: give host:port"),
+    (" , ", "empty: give host:port"),
+    ("a:1,,b:2", "has an empty entry between commas"),
+    ("host:notaport", "port 'notaport' is not a number 1-65535"),
+    ("host:99999", "port '99999' is not a number 1-65535"),
+    ("host:0", "port '0' is not a number 1-65535"),
+    (":9092", "':9092' is not host:port"),
+    ("broker", "'broker' is not host:port"),
+    ("my broker:9092", "'my broker' is not a hostname or IPv4 address"),
+    ("::1:9092", "write an IPv6 host in brackets"),
+    ("[nope]:9092", "[nope] is not an IPv6 address"),
+    ("PLAINTEXT://broker:9092", "write host:port (the protocol is kafka.security_protocol)"),
+])
+def test_bad_bootstrap_servers_are_one_config_error_naming_the_field(
+    monkeypatch: pytest.MonkeyPatch, given: str, says: str
+) -> None:
+    monkeypatch.setenv("EVI_KAFKA__BOOTSTRAP_SERVERS", given)
+    with pytest.raises(ConfigError) as e:
+        load(ServiceSettings)
+    assert str(e.value).startswith("kafka.bootstrap_servers: ") and says in str(e.value)
+    assert "; " not in str(e.value) and "Value error" not in str(e.value)
+
+
+@pytest.mark.parametrize("var, value, says", [
+    ("EVI_TOPICS", "{bad", "EVI_TOPICS: not valid JSON (Expecting property name enclosed in "
+                           "double quotes at character 2)"),
+    ("EVI_KAFKA", "[", "EVI_KAFKA: not valid JSON (Expecting value at character 2)"),
+])
+def test_env_json_that_does_not_parse_is_one_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as e:
+        load(ServiceSettings)
+    assert str(e.value) == says
+
+
+def test_client_config_routes_librdkafkas_log_through_python_logging() -> None:
+    cfg = KafkaSettings().client_config()
+    assert cfg["logger"] is logging.getLogger(LIBRDKAFKA)
+    assert cfg["bootstrap.servers"] == "127.0.0.1:9092"

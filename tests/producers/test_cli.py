@@ -53,9 +53,13 @@ def test_streams_from_env_when_no_source_flag(
     assert [s.id for s in ran[0].streams] == ["envcam"]
 
 
-def test_repeated_sources_pair_with_stream_ids(ran: list[ProducerSettings]) -> None:
+def test_repeated_sources_pair_with_stream_ids(
+    ran: list[ProducerSettings], tmp_path: Path
+) -> None:
+    door = tmp_path / "door.mp4"
+    door.write_bytes(b"")  # there: what it holds is the source's business, when it opens
     cli.main(["--source", "sample:", "--stream", "a", "--source", "sample:320x240",
-              "--source", "videos/door.mp4", "--kind", "face", "--kind", "person", "--loop"])
+              "--source", str(door), "--kind", "face", "--kind", "person", "--loop"])
     streams = ran[0].streams
     assert [s.id for s in streams] == ["a", "sample", "door"]
     assert all(s.kinds == ["face", "person"] and s.loop for s in streams)
@@ -148,3 +152,33 @@ def test_malformed_config_exits_2_with_one_clear_line(
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_a_missing_video_file_is_one_line_and_exit_2_before_kafka(
+    ran: list[ProducerSettings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["--source", "file:missing.mp4", "--stream", "s1"]) == 2
+    assert capsys.readouterr().err == ("evi produce: no such video file: file:missing.mp4 "
+                                       "(stream s1)\n")
+    assert ran == []  # nothing started, no broker asked
+
+
+def test_a_missing_file_among_good_sources_is_one_line_and_the_rest_run(
+    ran: list[ProducerSettings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["--source", "sample:", "--source", "nowhere/lobby.mp4"]) == 1
+    assert capsys.readouterr().err == ("evi produce: no such video file: nowhere/lobby.mp4 "
+                                       "(stream lobby)\n")
+    assert [s.id for s in ran[0].streams] == ["sample"]
+
+
+def test_missing_files_in_a_config_file_leave_the_other_streams_running(
+    tmp_path: Path, ran: list[ProducerSettings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "streams.yaml"
+    cfg.write_text("streams:\n  - {id: gone, source: videos/gone.mp4}\n"
+                   "  - {id: cam, source: 'rtsp://cam.example/s'}\n")
+    assert cli.main(["--config", str(cfg)]) == 1
+    assert [s.id for s in ran[0].streams] == ["cam"]  # a live source: opened (and retried) later
+    assert capsys.readouterr().err == ("evi produce: no such video file: videos/gone.mp4 "
+                                       "(stream gone)\n")
