@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from evi.errors import ConfigError
 from evi.settings import TopicSettings
 
-_KIND = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_KIND = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")  # `\Z`: `$` lets a trailing newline through
 
 
 def check_kind(kind: str) -> str:

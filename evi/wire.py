@@ -32,9 +32,10 @@ H_SCHEMA = "evi-schema"
 
 FRAME_HEADERS = (H_STREAM, H_SEQ, H_TS, H_WIDTH, H_HEIGHT, H_CONTENT_TYPE, H_PRODUCER, H_SCHEMA)
 
-_STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_KIND = re.compile(r"^[a-z][a-z0-9-]{0,31}$")  # evi.topics.check_kind's rule
+# `\Z`, not `$`: `$` also matches before a trailing newline ("cam1\n" would pass).
+_STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_KIND = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")  # evi.topics.check_kind's rule
 _DIGITS = re.compile(rb"^[0-9]{1,19}\Z")
 
 # Every integer on the wire has a range. Sequence numbers and times stay below 2**53 so that
@@ -226,12 +227,19 @@ def _json_object(value: bytes | None, what: str) -> dict[str, Any]:
     return doc
 
 
+def _show(v: object) -> str:
+    """A value for an error message, short whatever it is (an int may have 4,300 digits)."""
+    if type(v) is int and not -(10**30) < v < 10**30:
+        return f"an integer of {len(str(abs(v)))} digits"
+    return repr(v)[:40] if isinstance(v, str) else str(v)[:40]
+
+
 def _int(doc: Mapping[str, Any], name: str, lo: int, hi: int, default: int | None = None) -> int:
     v = doc.get(name, default)
     if type(v) is not int:  # not bool, not float, not a string of digits
-        raise BadResult(f"field {name!r} is not an integer: {str(v)[:40]!r}")
+        raise BadResult(f"field {name!r} is not an integer: {_show(v)}")
     if not lo <= v <= hi:
-        raise BadResult(f"field {name!r} is {v}, not in {lo}..{hi}")
+        raise BadResult(f"field {name!r} is {_show(v)}, not in {lo}..{hi}")
     return v
 
 
@@ -239,11 +247,10 @@ def _float(doc: Mapping[str, Any], name: str, lo: float, hi: float,
            default: float | None = None) -> float:  # fmt: skip
     v = doc.get(name, default)
     if type(v) not in (int, float):
-        raise BadResult(f"field {name!r} is not a number: {str(v)[:40]!r}")
-    f = float(v)  # an int in range; NaN/Infinity were refused by the parser
-    if not lo <= f <= hi:
-        raise BadResult(f"field {name!r} is {str(v)[:40]}, not in {lo}..{hi}")
-    return f
+        raise BadResult(f"field {name!r} is not a number: {_show(v)}")
+    if not lo <= v <= hi:  # before float(): an int of 309+ digits overflows it
+        raise BadResult(f"field {name!r} is {_show(v)}, not in {lo}..{hi}")
+    return float(v)  # NaN and Infinity were refused by the parser
 
 
 def _str(doc: Mapping[str, Any], name: str, limit: int, default: str | None = None,
@@ -293,6 +300,7 @@ def decode_result(value: bytes | None) -> Result:
 
 DLQ_VALUE_MAX = 1024  # bytes kept of any one original header
 DLQ_HEADERS_MAX = 16 * 1024  # bytes of original headers kept in all
+DLQ_NAME_MAX = 256  # bytes of a header's name
 
 
 def dead_letter_headers(
@@ -304,7 +312,7 @@ def dead_letter_headers(
     The copy is bounded (each value to DLQ_VALUE_MAX, all to DLQ_HEADERS_MAX) so a dead letter
     always fits its topic; `evi-dlq-cut` says what was left out, with `cut` (e.g. the value)."""
     kept: list[tuple[str, bytes]] = []
-    used = truncated = dropped = 0
+    used = truncated = dropped = renamed = 0
     items = headers.items() if isinstance(headers, Mapping) else headers or ()
     for name, value in items:
         if not isinstance(name, str) or name.startswith("evi-dlq-"):
@@ -312,15 +320,20 @@ def dead_letter_headers(
         raw = value.encode() if isinstance(value, str) else bytes(value or b"")
         if len(raw) > DLQ_VALUE_MAX:
             raw, truncated = raw[:DLQ_VALUE_MAX], truncated + 1
-        name = name[:256]
-        if used + len(name) + len(raw) > DLQ_HEADERS_MAX:
+        name_bytes = name.encode("utf-8", "replace")  # bounds are in bytes, as Kafka counts
+        if len(name_bytes) > DLQ_NAME_MAX:
+            name, renamed = name_bytes[:DLQ_NAME_MAX].decode("utf-8", "ignore"), renamed + 1
+            name_bytes = name.encode()
+        if used + len(name_bytes) + len(raw) > DLQ_HEADERS_MAX:
             dropped += 1
             continue
-        used += len(name) + len(raw)
+        used += len(name_bytes) + len(raw)
         kept.append((name, raw))
     notes = list(cut or [])
     if truncated:
         notes.append(f"{truncated} headers truncated to {DLQ_VALUE_MAX} bytes")
+    if renamed:
+        notes.append(f"{renamed} header names cut to {DLQ_NAME_MAX} bytes")
     if dropped:
         notes.append(f"{dropped} headers dropped (over {DLQ_HEADERS_MAX} bytes)")
     kept += [
