@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         model, default_name = choose_model(s)
-        pipeline = FramePipeline.create(s.kind, model, s.cache_dir, s.decode_threads)
+        pipeline = FramePipeline.create(s.kind, model, s.cache_dir, s.decode_threads,
+                                        s.decode_budget)  # fmt: skip
     except ConfigError as e:
         die_on_config_error(e)
     try:

@@ -40,6 +40,7 @@ class EndOffsets:
         self._timeout = timeout_s
 
     async def __call__(self, tps: Iterable[TP]) -> dict[TP, int]:
+        self._admin.poll(0)  # serves its log callbacks: unpolled, they queue while Kafka is away
         tps = list(tps)
         return await asyncio.to_thread(self._ends, tps) if tps else {}
 
