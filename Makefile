@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: dev test test-unit lint setup kafka kafka-stop models bench test-deps clean
+.PHONY: dev test test-unit lint setup kafka kafka-stop models bench test-deps clean env
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -53,6 +53,15 @@ test-unit: $(STAMP)
 
 bench: setup kafka
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+# .env for `docker compose`: the gateway's bearer token (EVI_AUTH_TOKEN), random, readable by
+# you only; kept if it exists (delete it to get a new token). Never committed (.gitignore).
+env: .env
+
+.env:
+	umask 077 && token=$$(openssl rand -hex 32 2>/dev/null || $(PYTHON) -c 'import secrets; print(secrets.token_hex(32))') \
+	  && [ $${#token} -eq 64 ] && printf 'EVI_AUTH_TOKEN=%s\n' "$$token" > .env
+	@echo "wrote .env: the dashboard is http://localhost:8000/#token=<EVI_AUTH_TOKEN in .env>"
 
 clean:
 	bash deploy/kafka/kafka.sh stop || true

@@ -275,3 +275,31 @@ def test_images_name_no_registry_host(compose: Obj) -> None:
     for name, service in compose["services"].items():
         first = service["image"].split("/")[0]
         assert "/" not in service["image"] or not re.search(r"[.:]|^localhost$", first), name
+
+
+def test_gateway_token_comes_from_dot_env(compose: Obj) -> None:
+    """Never a literal: compose interpolates it from .env (`make env`) and refuses to start
+    without it (`:?`), naming the fix."""
+    from tests.deploy.test_docker import dockerignore, ignored
+
+    token = compose_env(compose["services"]["gateway"])["EVI_AUTH_TOKEN"]
+    assert re.fullmatch(r"\$\{EVI_AUTH_TOKEN:\?[^}]*make env[^}]*\}", token), token
+    for name, service in compose["services"].items():
+        if name != "gateway":
+            assert "EVI_AUTH_TOKEN" not in compose_env(service), name
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^env: \.env$", makefile, re.M) and "openssl rand -hex 32" in makefile
+    assert ".env" in (REPO / ".gitignore").read_text().splitlines()
+    assert ignored(".env", dockerignore()), "the token must not reach the image"
+
+
+def test_images_are_exact_versions(compose: Obj) -> None:
+    """Ours is built here (evi:local); every other image is a release, never `latest`."""
+    for name, service in compose["services"].items():
+        image = service["image"]
+        if image == "evi:local":
+            assert service["build"]["dockerfile"] == "deploy/docker/Dockerfile", name
+            continue
+        assert "build" not in service, name
+        assert re.fullmatch(r"[a-z0-9./-]+(:v?\d+\.\d+\.\d+)?(@sha256:[0-9a-f]{64})?", image), image
+        assert re.search(r":v?\d+\.\d+\.\d+|@sha256:", image), f"{name}: {image} is not exact"

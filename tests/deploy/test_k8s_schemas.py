@@ -1,7 +1,8 @@
 """Every rendered object against its schema: Kubernetes' own (kubernetes-validate, strict, the
-newest version it ships) and KEDA's CRDs (/work/shared/schemas/keda, made strict the way the API
-server's field validation is). Plus the rules no schema states: no committed Secret, no
-registry host in an image name."""
+newest version it ships), KEDA's CRDs (/work/shared/schemas/keda, made strict the way the API
+server's field validation is) and the Prometheus Operator's monitors (a strict subset written
+for these tests, tests/deploy/schemas/monitoring.coreos.com-v1.yaml). Plus the rules no schema
+states: no committed Secret, no registry host in an image name."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ KEDA_CRDS = next((p for p in (REPO.parent / "shared" / "schemas" / "keda",
                               Path("/work/shared/schemas/keda")) if p.is_dir()),
                  REPO.parent / "shared" / "schemas" / "keda")
 BUILTIN = {"v1", "apps/v1", "batch/v1", "policy/v1", "networking.k8s.io/v1"}
+MONITORING = Path(__file__).parent / "schemas" / "monitoring.coreos.com-v1.yaml"
 
 
 def strict(schema: Any) -> Any:
@@ -50,6 +52,13 @@ def keda_schemas() -> dict[str, Any]:
             key = f"{crd['spec']['group']}/{version['name']}/{crd['spec']['names']['kind']}"
             out[key] = strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
     return out
+
+
+@functools.cache
+def monitoring_schemas() -> dict[str, Any]:
+    doc = yaml.safe_load(MONITORING.read_text())
+    return {kind: {**schema, "definitions": doc["definitions"]}
+            for kind, schema in doc["kinds"].items()}
 
 
 def objects() -> list[tuple[str, Obj]]:
@@ -87,6 +96,8 @@ def test_object_matches_its_schema(name: str, obj: Obj) -> None:
     elif obj["apiVersion"].startswith("keda.sh/"):
         schema = keda_schemas()[f"{obj['apiVersion']}/{obj['kind']}"]
         jsonschema.Draft202012Validator(schema).validate(obj)
+    elif obj["apiVersion"] == "monitoring.coreos.com/v1":
+        jsonschema.Draft7Validator(monitoring_schemas()[obj["kind"]]).validate(obj)
     else:
         pytest.fail(f"{name}: no schema for {obj['apiVersion']} (add one before using it)")
 
@@ -103,6 +114,13 @@ def test_strict_validation_catches_a_typo() -> None:
     dep["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(dep, K8S_VERSION, strict=True)
+    monitor = copy.deepcopy(next(o for _, o in OBJECTS if o["kind"] == "PodMonitor"))
+    monitor["spec"]["podMetricsEndpoints"][0]["intervall"] = "15s"
+    with pytest.raises(jsonschema.ValidationError, match="intervall"):
+        jsonschema.Draft7Validator(monitoring_schemas()["PodMonitor"]).validate(monitor)
+    monitor["spec"]["podMetricsEndpoints"][0] = {"port": "http", "interval": "15 seconds"}
+    with pytest.raises(jsonschema.ValidationError, match="15 seconds"):
+        jsonschema.Draft7Validator(monitoring_schemas()["PodMonitor"]).validate(monitor)
 
 
 def test_no_secret_is_committed(rendered: dict[str, list[Obj]]) -> None:

@@ -209,12 +209,12 @@ def test_selectors_and_references_hold(rendered: dict[str, list[Obj]]) -> None:
                     if "configMap" in volume:
                         named(objs, "ConfigMap", volume["configMap"]["name"])
                     if "secret" in volume:
-                        assert volume["secret"]["optional"] is True, "Secrets are created by hand"
+                        # Secrets are created by hand: which are required is test_k8s_security's.
+                        assert isinstance(volume["secret"]["optional"], bool)
                 for var in c.get("env", []):
                     ref = var.get("valueFrom", {}).get("secretKeyRef")
                     if ref:
-                        assert ref["optional"] is True
-                        assert ref["name"] == "evi-kafka-credentials"
+                        assert isinstance(ref["optional"], bool), (w["metadata"]["name"], var)
 
 
 def test_pods_are_locked_down_and_sized(rendered: dict[str, list[Obj]]) -> None:
