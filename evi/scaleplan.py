@@ -39,7 +39,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from evi.errors import ConfigError
-from evi.kafka import PartitionLag, admin, group_lag
+from evi.kafka import PartitionLag, admin, explain, group_lag
 from evi.settings import KafkaSettings, ServiceSettings, die_on_config_error, load, override
 from evi.topics import Topics
 
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"evi lag: {e.args[0]}", file=sys.stderr)
             return 1
         except KafkaException as e:
-            print(f"evi lag: no reading from {s.kafka.bootstrap_servers}: {e}", file=sys.stderr)
+            print(f"evi lag: {explain(s.kafka, e, 10)}", file=sys.stderr)  # group_lag's timeout
             return 1
         if a.json:
             for p in plans:
