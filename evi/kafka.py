@@ -66,7 +66,8 @@ def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec], timeout: float =
     if not missing:
         return []
     futures = client.create_topics(
-        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=s.config)
+        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor,
+                  config=s.config)
          for s in missing],
         operation_timeout=timeout,
     )

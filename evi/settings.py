@@ -14,7 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from evi.errors import ConfigError
@@ -103,6 +111,20 @@ class TopicSettings(BaseModel):
     results_retention_ms: int = Field(86_400_000, ge=60_000)
     # Must stay at or below the broker's message.max.bytes (10 MiB in deploy/kafka).
     max_message_bytes: int = Field(4 << 20, ge=64 << 10, le=10 << 20)
+    # Copies of every partition of every topic evi creates, and how many of them must have a
+    # record before an acks=all write (all producers, processors, in-flight records) succeeds.
+    # 1/1 for the one-node dev broker; a 3-node cluster uses 3/2, so one broker may die with no
+    # write failing and no acknowledged record lost (docs/kafka.md, "Replication").
+    replication_factor: int = Field(1, ge=1, le=32)
+    min_insync_replicas: int = Field(1, ge=1, le=32)
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> TopicSettings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(f"min_insync_replicas ({self.min_insync_replicas}) must be at most "
+                             f"replication_factor ({self.replication_factor}): every acks=all "
+                             f"write would fail")
+        return self
 
 
 class ServiceSettings(BaseSettings):

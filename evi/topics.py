@@ -22,6 +22,7 @@ class TopicSpec:
     name: str
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
+    replication_factor: int = 1
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,18 @@ class Topics:
 
     def inflight_spec(self, group: str, partitions: int) -> TopicSpec:
         """One partition per frames partition; compacted, a record per partition is enough."""
-        return TopicSpec(self.inflight(group), partitions, {
+        return self._spec(self.inflight(group), partitions, {
             "cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "600000",
             "min.cleanable.dirty.ratio": "0.1",
         })  # fmt: skip
+
+    def _spec(self, name: str, partitions: int, config: dict[str, str]) -> TopicSpec:
+        """Every topic evi creates: replicated as the settings say, with their
+        min.insync.replicas (what an acks=all write needs)."""
+        s = self.settings
+        return TopicSpec(name, partitions,
+                         config | {"min.insync.replicas": str(s.min_insync_replicas)},
+                         s.replication_factor)  # fmt: skip
 
     def group(self, kind: str, model: str | None = None) -> str:
         """Consumer group (= faust app id) of a kind's processors; a second model gets its own."""
@@ -79,14 +88,14 @@ class Topics:
             "max.message.bytes": str(s.max_message_bytes),
         }
         out = [
-            TopicSpec(
+            self._spec(
                 self.streams,
                 1,
                 {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "60000"},
             )
         ]
         for kind in kinds:
-            out.append(TopicSpec(self.frames(kind), s.frame_partitions, frames_cfg))
-            out.append(TopicSpec(self.results(kind), s.frame_partitions, results_cfg))
-            out.append(TopicSpec(self.dlq(kind), 1, frames_cfg | {"retention.ms": "604800000"}))
+            out.append(self._spec(self.frames(kind), s.frame_partitions, frames_cfg))
+            out.append(self._spec(self.results(kind), s.frame_partitions, results_cfg))
+            out.append(self._spec(self.dlq(kind), 1, frames_cfg | {"retention.ms": "604800000"}))
         return out

@@ -115,3 +115,33 @@ def test_client_config_routes_librdkafkas_log_through_python_logging() -> None:
     cfg = KafkaSettings().client_config()
     assert cfg["logger"] is logging.getLogger(LIBRDKAFKA)
     assert cfg["bootstrap.servers"] == "127.0.0.1:9092"
+
+
+def test_replication_reaches_every_topic_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    default = Topics(load(ServiceSettings).topics)
+    assert {(s.replication_factor, s.config["min.insync.replicas"])
+            for s in [*default.specs(["face"]), default.inflight_spec("g", 4)]} == {(1, "1")}
+    monkeypatch.setenv("EVI_TOPICS__REPLICATION_FACTOR", "3")
+    monkeypatch.setenv("EVI_TOPICS__MIN_INSYNC_REPLICAS", "2")
+    t = Topics(load(ServiceSettings).topics)
+    specs = [*t.specs(["face", "person"]), t.inflight_spec(t.group("face"), 12)]
+    assert len(specs) == 8
+    assert {(s.replication_factor, s.config["min.insync.replicas"]) for s in specs} == {(3, "2")}
+    by_name = {s.name: s for s in specs}  # the topics' own configs are kept beside it
+    assert by_name["evi.inflight.evi-processor-face"].config["cleanup.policy"] == "compact"
+    assert by_name["evi.frames.face"].config["max.message.bytes"] == str(4 << 20)
+
+
+@pytest.mark.parametrize("rf, isr, says", [
+    ("1", "2", "topics: min_insync_replicas (2) must be at most replication_factor (1)"),
+    ("0", "1", "topics.replication_factor: Input should be greater than or equal to 1"),
+    ("3", "0", "topics.min_insync_replicas: Input should be greater than or equal to 1"),
+])
+def test_bad_replication_is_one_config_error(
+    monkeypatch: pytest.MonkeyPatch, rf: str, isr: str, says: str
+) -> None:
+    monkeypatch.setenv("EVI_TOPICS__REPLICATION_FACTOR", rf)
+    monkeypatch.setenv("EVI_TOPICS__MIN_INSYNC_REPLICAS", isr)
+    with pytest.raises(ConfigError) as e:
+        load(ServiceSettings)
+    assert str(e.value).startswith(says), str(e.value)
