@@ -176,6 +176,28 @@ def test_topics_job_creates_every_processors_topic(rendered: dict[str, list[Obj]
             assert topics.results(kind) in created and topics.dlq(kind) in created
 
 
+REPLICATION = {"dev": (1, 1), "prod": (3, 2)}  # (replication factor, min.insync.replicas)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_topics_are_replicated_as_the_overlay_says(rendered: dict[str, list[Obj]],
+                                                   overlay: str) -> None:
+    """Dev: one broker, 1/1. Prod: 3/2, so one broker may die with no acks=all write failing.
+    Every topic the Job creates carries both; every service agrees (one ConfigMap)."""
+    objs = rendered[overlay]
+    job = named(objs, "Job", "evi-topics")
+    (container,) = pod_spec(job)["containers"]
+    specs = topics_created(list(container["args"]), container_env(objs, container))
+    rf, isr = REPLICATION[overlay]
+    assert specs
+    for spec in specs:
+        assert spec.replication_factor == rf, (overlay, spec.name)
+        assert spec.config["min.insync.replicas"] == str(isr), (overlay, spec.name)
+    for dep in of_kind(objs, "Deployment"):
+        topics = k8s_settings(objs, dep)["topics"]
+        assert (topics["replication_factor"], topics["min_insync_replicas"]) == (rf, isr)
+
+
 def test_selectors_and_references_hold(rendered: dict[str, list[Obj]]) -> None:
     for _overlay, objs in rendered.items():
         pods = [(w, w["spec"]["template"]["metadata"]["labels"]) for w in workloads(objs)]
