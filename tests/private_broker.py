@@ -222,10 +222,12 @@ class PrivateCluster:
         assert not Path(f"/proc/{pid}").exists(), f"node {node} (pid {pid}) survived SIGKILL"
 
     def partitions(self, topic: str, timeout: float = 10.0) -> dict[int, PartitionState]:
-        """Each partition's leader, replicas and in-sync replicas, as the metadata has them."""
-        md = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(topic, timeout=timeout)
-        t = md.topics[topic]
-        assert t.error is None, t.error
+        """Each partition's leader, replicas and in-sync replicas, as the metadata has them
+        (empty while the metadata does not know the topic yet)."""
+        md = AdminClient(self.kafka.client_config()).list_topics(topic, timeout=timeout)
+        t = md.topics.get(topic)
+        if t is None or t.error is not None:
+            return {}
         return {p: PartitionState(m.leader, tuple(m.replicas), tuple(m.isrs))
                 for p, m in t.partitions.items()}  # fmt: skip
 
