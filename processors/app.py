@@ -151,12 +151,13 @@ def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Pro
     (s.cache_dir / "faust").mkdir(parents=True, exist_ok=True)  # faust mkdirs only the leaf
     app = faust.App(**faust_config(s, group))
     frames = app.topic(frames_topic, key_type=bytes, value_type=bytes)
-    sink = Sink(s.kafka, s.topics.max_message_bytes, s.linger_ms)
+    sink = Sink(s.kafka, s.topics.max_message_bytes, s.linger_ms, s.broker_outage_s)
     tracker = LagTracker(s.kind, frames_topic)
     health = Health(s.kind, group, s.stall_timeout_s)
     lifecycle = Lifecycle(s.drain_timeout_s)
     flight = (Flight(s.kafka, topics, group, frames_topic, s.quarantine_deaths,
-                     s.topics.max_message_bytes) if s.quarantine_deaths else None)  # fmt: skip
+                     s.topics.max_message_bytes, s.broker_outage_s)
+              if s.quarantine_deaths else None)  # fmt: skip
     watchdog = Watchdog(s.frame_budget_s)
     watchdog.start()
     handler = FrameHandler(s, pipeline, sink, tracker.processed, flight, watchdog)

@@ -77,7 +77,7 @@ class Flight:
     """The in-flight records of one worker, and the verdicts on frames its predecessors left."""
 
     def __init__(self, kafka: KafkaSettings, topics: Topics, group: str, frames_topic: str,
-                 quarantine_deaths: int, max_bytes: int) -> None:  # fmt: skip
+                 quarantine_deaths: int, max_bytes: int, outage_s: float) -> None:  # fmt: skip
         self.kafka = kafka
         self.topics = topics
         self.group = group
@@ -85,7 +85,8 @@ class Flight:
         self.frames_topic = frames_topic
         self.quarantine_deaths = quarantine_deaths
         self.worker = f"{socket.gethostname()}-{os.getpid()}"
-        self._sink = Sink(kafka, max_bytes, linger_ms=0)  # its own: results linger, this waits
+        # its own: results linger, this waits; as patient with a broker that is away
+        self._sink = Sink(kafka, max_bytes, linger_ms=0, outage_s=outage_s)
         self._running: dict[int, dict[int, int]] = {}  # partition -> offset -> batches holding it
         self._suspects: dict[int, Suspect] = {}
         self._quarantine: dict[int, int] = {}  # partition -> offset to dead-letter, not run

@@ -105,6 +105,11 @@ class ProcessorSettings(ServiceSettings):
     lag_interval_s: float = Field(1.0, gt=0, le=60)  # how often lag/seconds-behind are measured
     # SIGTERM: stop fetching, finish the in-flight batch, commit, leave; a 2nd signal forces.
     drain_timeout_s: float = Field(20.0, gt=0, le=600)
+    # How long the worker waits for a broker that went away before it gives up: a result, dead
+    # letter or in-flight record not on the broker within this is fatal (exit 70, the batch is
+    # replayed). librdkafka's message.timeout.ms of both producers (processors/sink.py); the
+    # consumer side (aiokafka: fetch, heartbeat, commit) retries without a bound meanwhile.
+    broker_outage_s: float = Field(300.0, ge=10, le=86_400)
 
     @field_validator("concurrency")
     @classmethod

@@ -30,11 +30,17 @@ HEADROOM = 64 * 1024  # record overhead and headers on top of the largest frame
 
 
 class Sink:
-    def __init__(self, kafka: KafkaSettings, max_bytes: int, linger_ms: float) -> None:
+    """`outage_s`: how long a record may wait for a broker that is away before its delivery
+    fails (librdkafka's message.timeout.ms, the Java client's delivery.timeout.ms); records
+    wait in librdkafka's queue meanwhile, and the worker sends no more than its batches hold."""
+
+    def __init__(self, kafka: KafkaSettings, max_bytes: int, linger_ms: float,
+                 outage_s: float) -> None:  # fmt: skip
         self._producer = Producer(kafka.client_config() | {
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": linger_ms,
+            "message.timeout.ms": int(outage_s * 1000),
             "message.max.bytes": max_bytes + HEADROOM,
             "compression.type": "none",  # JSON results are small, dead letters are JPEG
             # The Java client's (and aiokafka's) key hash: a stream's results land on the
