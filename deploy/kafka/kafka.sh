@@ -478,7 +478,7 @@ evi-processor|Read Describe|topic:$p.frames. group:$p-processor-
 evi-processor|Write Describe|topic:$p.results. topic:$p.dlq.
 evi-processor|Create Write Read Describe|topic:$p.inflight.
 evi-gateway|Read Describe|topic:$p.frames. topic:$p.results. topic:$p.streams
-evi-gateway|Describe|group:$p-processor-
+evi-gateway|Describe|group:$p-processor- group:evi-gateway-
 RULES
 }
 
