@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from statistics import median
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/quarantine.py`
@@ -46,7 +46,13 @@ def live_latency(kafka: KafkaSettings, env: dict[str, str], streams: int, fps: f
     results = topics.results("face")
     c = Consumer(kafka.client_config() | {"group.id": f"bench-{uuid.uuid4().hex[:8]}",
                                           "enable.auto.commit": False})  # fmt: skip
-    start = {p: high for p, (_, high) in watermarks(c, results, list(range(PARTITIONS))).items()}
+    for _ in range(50):  # a topic created a moment ago may have no leader yet
+        try:
+            marks = watermarks(c, results, list(range(PARTITIONS)))
+            break
+        except KafkaException:
+            time.sleep(0.2)
+    start = {p: high for p, (_, high) in marks.items()}
     c.assign([TopicPartition(results, p, off) for p, off in start.items()])
     cmd = [sys.executable, "-m", "evi.cli", "process", "--kind", "face", "--web-port", "0",
            "--topic-prefix", topics.prefix, "--log-level", "WARNING"]
