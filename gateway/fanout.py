@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from confluent_kafka import KafkaError, Message
@@ -48,6 +49,7 @@ REFUSED = Counter(
 )
 
 MAX_BATCHES_IN_FLIGHT = 8  # the feed thread waits when the loop is this far behind
+RECORDS_PER_STEP = 256  # then the loop serves HTTP and websockets before it goes on
 IDLE_CACHE_S = 30.0  # frames kept for a stream that sends no more are let go after this
 SWEEP_EVERY_S = 5.0
 
@@ -71,6 +73,9 @@ class Fanout:
         self._chunk = max(1, min(64, s.client_queue // 2))
         self._budget = self._chunk  # messages this loop step may still publish
         self._flush_scheduled = False
+        self._batches: deque[list[Message]] = deque()  # handed over, not finished; oldest first
+        self._pos = 0  # records of the oldest batch already handled
+        self._dispatching = False  # a _dispatch step is scheduled
         self._stopping = threading.Event()
         self._log = RateLimitedLog()
         self._frames_head = f"{self.topics.prefix}.frames."
@@ -120,7 +125,7 @@ class Fanout:
             if self._stopping.is_set():
                 self.health.done()
                 return
-        if not self._call(self._dispatch, batch):
+        if not self._call(self._take, batch):
             self._in_flight.release()
             self.health.done()
 
@@ -145,24 +150,39 @@ class Fanout:
     def _on_kafka_status(self, ok: bool) -> None:
         self.subscribers.broadcast(status_message(ok))
 
-    def _dispatch(self, batch: list[Message], start: int = 0) -> None:
-        """Handle a batch; after every `_chunk` messages published, yield to the websocket
-        writers (the rest is scheduled again), so a burst does not overflow the queues of
-        clients that keep up."""
+    def _take(self, batch: list[Message]) -> None:
+        """A batch from the feed thread: queued behind those not finished, so records are
+        handled in the order Kafka gave them even when a batch takes several loop steps."""
+        self._batches.append(batch)
+        if not self._dispatching:
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Handle queued batches; after every `_chunk` messages published (or RECORDS_PER_STEP
+        records), yield to the websocket writers and HTTP (the rest is scheduled again), so a
+        burst does not overflow the queues of clients that keep up nor starve the loop."""
+        self._dispatching = False
         self._budget = self._chunk
         self.health.stepped()
-        i = len(batch)  # should the loop itself fail, the batch counts as done
-        try:
-            i = start
-            while i < len(batch) and self._budget > 0:
-                i += 1
-                self._handle(batch[i - 1])
-        finally:
-            more = i < len(batch) and self._later(self._dispatch, batch, i)
-            if not more:
-                self._in_flight.release()
-                self.health.done()
-        if not more:
+        end = self._pos + RECORDS_PER_STEP  # records nobody wants publish nothing: bound them
+        while self._batches and self._budget > 0 and self._pos < end:
+            batch = self._batches[0]
+            i = self._pos
+            try:
+                while i < len(batch) and self._budget > 0 and i < end:
+                    i += 1
+                    self._handle(batch[i - 1])
+            finally:  # whatever happened, a finished batch gives its in-flight slot back
+                self._pos = i
+                if i >= len(batch):
+                    self._batches.popleft()
+                    end -= i
+                    self._pos = 0
+                    self._in_flight.release()
+                    self.health.done()
+        if self._batches:
+            self._dispatching = self._later(self._dispatch)
+        else:
             self._flush_all()
 
     def _handle(self, m: Message) -> None:
@@ -291,7 +311,6 @@ class Fanout:
             asyncio.get_running_loop().call_soon(self._flush_step)
 
     def _flush_step(self) -> None:
-        self.health.stepped()
         self._flush_scheduled = False
         self._budget = self._chunk
         self._flush_all()

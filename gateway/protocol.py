@@ -30,7 +30,7 @@ def pack_message(header: dict[str, Any], jpeg: bytes = b"") -> bytes:
     return b"".join((_HEADER_LEN.pack(len(head)), head, jpeg))
 
 
-def unpack_message(data: bytes) -> tuple[dict[str, Any], bytes]:
+def unpack_message(data: bytes | bytearray) -> tuple[dict[str, Any], bytes]:
     """(header, jpeg); BadMessage for anything else: short data, a length past the end, a
     header that is not a UTF-8 JSON object (or nests too deep, or has NaN)."""
     if not isinstance(data, bytes | bytearray | memoryview):

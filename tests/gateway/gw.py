@@ -7,6 +7,7 @@ import json
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from evi.settings import KafkaSettings
@@ -18,6 +19,7 @@ from tests.helpers import common, evi_process, free_port, http_ok, log_tail, wai
 class Gateway:
     port: int
     name: str
+    pid: int = 0
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -28,6 +30,17 @@ class Gateway:
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(self.url(path), timeout=5) as r:
             return json.load(r)
+
+    def text(self, path: str) -> str:
+        with urllib.request.urlopen(self.url(path), timeout=5) as r:
+            return str(r.read().decode())
+
+    def rss_kib(self) -> int:
+        """The gateway process's resident set size."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
 
     def log(self) -> str:
         return log_tail(self.name, 60)
@@ -46,5 +59,6 @@ def gateway(
         wait_until(lambda: proc.poll() is not None or http_ok(gw.url("/readyz")), 30,
                    f"gateway {name} ready")
         assert proc.poll() is None, f"gateway exited:\n{gw.log()}"
+        gw.pid = proc.pid
         yield gw
 

@@ -27,7 +27,7 @@ def fanout(**kw: Any) -> Fanout:
 
 def feed(f: Fanout, msgs: list[Message]) -> None:
     assert len(msgs) <= f._chunk, "one chunk: handled at once"
-    f._dispatch(msgs)
+    f._take(msgs)
 
 
 def stats(f: Fanout, stream: str) -> StreamStatsView:
@@ -188,7 +188,7 @@ async def test_big_batches_leave_room_for_writers() -> None:
     sub = f.subscribers.add(["cam1"])
     msgs = [rec.frame("cam1", s, 1000 + s, jpeg(s)) for s in range(12)]
     msgs += [rec.result("cam1", s, 1000 + s) for s in range(12)]
-    f._dispatch(msgs)
+    f._take(msgs)
     got: list[int] = []
     for _ in range(20):  # a fast client: reads everything between chunks
         got += [h["seq"] for h, _ in taken(sub) if h["type"] == "result"]

@@ -57,7 +57,7 @@ def run(f: Fanout, batch: list[Message]) -> None:
     """As the feed thread hands a batch over (an in-flight slot, given back when done)."""
     assert f._in_flight.acquire(timeout=1)
     f.health.handed()
-    f._dispatch(batch)
+    f._take(batch)
 
 
 async def drain(sub: Subscriber | None = None) -> list[tuple[str, int, int]]:
