@@ -15,6 +15,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -152,7 +153,9 @@ def test_pipeline_end_to_end_each_service_as_its_own_principal(broker: PrivateBr
     env = {user: broker.user_env(user) for user in ("evi-producer", "evi-processor", "evi-gateway")}
     with evi_process("sasl-gateway", "gateway", "--port", str(port),
                      *common(broker.as_user("evi-gateway"), topics.prefix),
-                     env=env["evi-gateway"] | {"EVI_FRAME_CACHE": str(FRAMES)}) as gw, \
+                     env=env["evi-gateway"] | {"EVI_FRAME_CACHE": str(FRAMES),
+                                               "EVI_PROBE_INTERVAL_S": "0.5",
+                                               "EVI_KINDS_INTERVAL_S": "1"}) as gw, \
             processor("sasl-processor", broker.as_user("evi-processor"), topics, web,
                       env=env["evi-processor"]):  # fmt: skip
         wait_until(lambda: gw.poll() is not None or http_ok(f"http://127.0.0.1:{port}/readyz"),
@@ -173,6 +176,16 @@ def test_pipeline_end_to_end_each_service_as_its_own_principal(broker: PrivateBr
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=5) as r:
             streams = json.load(r)
         assert [s["stream"] for s in streams] == ["sec"], streams  # the registry, read over TLS
+
+        # The gateway's monitor lists and describes the processors' group and its offsets
+        # (DESCRIBE on the group prefix): one member, nothing left to process.
+        def kind_view() -> dict[str, Any]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/kinds", timeout=5) as r:
+                return next((k for k in json.load(r) if k["kind"] == "face"), {})
+
+        wait_until(lambda: kind_view().get("workers") == 1 and kind_view().get("lag") == 0, 30,
+                   "the gateway's view of the processor group")  # fmt: skip
+        assert [g["group"] for g in kind_view()["groups"]] == [topics.group("face")]
         # Neither the processor nor the gateway met a refusal on the way.
         for name in ("sasl-processor", "sasl-gateway"):
             text = log_tail(name, 100_000).lower()
