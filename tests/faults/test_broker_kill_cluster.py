@@ -1,0 +1,195 @@
+"""A 3-node KRaft cluster loses, to SIGKILL, the broker that leads the most frame partitions
+while the whole pipeline runs: producers (one in the test, one `evi produce`), two `evi process`
+workers and the gateway. No evi process exits, and every (stream, seq) on the frames topic gets
+its result (duplicates counted, not failed); the node is started again later. The numbers go to
+test-artifacts/broker-kill.json (docs/reliability.md).
+
+Topics are RF 3 / min.insync.replicas 2 through the settings' env (EVI_TOPICS__…), so the
+in-flight topic the workers create at assignment is too; every client is given all three nodes.
+The cluster is private (tests/private_broker.py `private_cluster`); the shared broker on
+127.0.0.1:9092 is never touched.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from evi.kafka import ensure_topics
+from evi.settings import TopicSettings
+from evi.topics import Topics
+from evi.wire import parse_frame
+from tests.faults.util import Feed, ResultsWatcher, RssSampler, write_artifact
+from tests.gateway.gw import gateway
+from tests.helpers import (
+    common,
+    consume_all,
+    evi_process,
+    free_port,
+    header_pairs,
+    log_tail,
+    wait_until,
+)
+from tests.private_broker import private_cluster
+from tests.processors.kafka.util import processor, status
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
+
+STREAMS = [f"cam{i}" for i in range(6)]
+FPS = 4.0  # per stream, in the test's producer
+PARTITIONS = 6
+KILLED_S = 25.0  # the node stays dead this long before it is started again
+REPLICATION = {"EVI_TOPICS__REPLICATION_FACTOR": "3", "EVI_TOPICS__MIN_INSYNC_REPLICAS": "2"}
+
+
+def readyz(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+    except OSError:
+        return 0
+
+
+def test_pipeline_rides_out_a_sigkilled_leader(tmp_path: Path) -> None:
+    t_test = time.monotonic()
+    with private_cluster(tmp_path / "cache", size=3) as cluster:
+        kafka = cluster.kafka
+        assert len(kafka.bootstrap_servers.split(",")) == 3
+        settings = TopicSettings(prefix=f"bk{uuid.uuid4().hex[:8]}", frame_partitions=PARTITIONS,
+                                 replication_factor=3, min_insync_replicas=2)
+        topics = Topics(settings)
+        ensure_topics(kafka, topics.specs(["face"]))
+        frames_topic = topics.frames("face")
+        wait_until(lambda: all(len(s.isr) == 3 and s.leader > 0
+                               for s in cluster.partitions(frames_topic).values()), 30,
+                   "frame partitions with a leader and 3 in-sync replicas")
+        watcher = ResultsWatcher(kafka, topics.results("face"))
+        watcher.start()
+        feed = Feed(kafka, frames_topic, STREAMS, FPS, PARTITIONS)
+        ports = [free_port(), free_port()]
+        env = {**REPLICATION}
+        produce = ["produce", "--source", "sample:640x480", "--stream", "live0", "--loop",
+                   "--fps", "5", *common(kafka, topics.prefix)]
+        with (processor("kill-proc-a", kafka, topics, ports[0], env=env) as proc_a,
+              processor("kill-proc-b", kafka, topics, ports[1], env=env) as proc_b,
+              gateway(kafka, topics, "kill-gateway") as gw,
+              evi_process("kill-producer", *produce, env=env) as prod):
+            procs = {"processor-a": proc_a, "processor-b": proc_b, "producer": prod}
+            names = {"processor-a": "kill-proc-a", "processor-b": "kill-proc-b",
+                     "producer": "kill-producer"}
+
+            def alive() -> None:
+                for what, p in procs.items():
+                    assert p.poll() is None, f"{what} exited:\n{log_tail(names[what])}"
+                assert readyz(gw.port) != 0, f"gateway gone:\n{gw.log()}"
+
+            sampler = RssSampler([proc_a.pid, proc_b.pid, gw.pid, prod.pid], every=0.5)
+            sampler.start()
+            feed.start()
+            try:
+                wait_until(lambda: all(status(p, "/readyz") == 200 for p in ports), 60,
+                           "both workers assigned")
+                wait_until(lambda: len(watcher.seen()) >= 60, 60, "results flowing")
+                time.sleep(2.0)
+                alive()
+                leaders = cluster.leader_counts(frames_topic)
+                victim = max(leaders, key=lambda n: leaders[n])
+                victim_parts = {p for p, s in cluster.partitions(frames_topic).items()
+                                if s.leader == victim}
+                victim_streams = {s for i, s in enumerate(STREAMS)
+                                  if i % PARTITIONS in victim_parts}
+                handed_kill = len(feed.handed)
+                t_kill = time.monotonic()
+                cluster.kill(victim)
+                gw_codes: Counter[int] = Counter()
+                while time.monotonic() - t_kill < KILLED_S:
+                    alive()
+                    gw_codes[readyz(gw.port)] += 1
+                    time.sleep(1.0)
+                failover = cluster.partitions(frames_topic)
+                assert all(s.leader not in (victim, -1) for s in failover.values()), failover
+
+                t_restart = time.monotonic()
+                cluster.start()  # only the killed node is down: kafka.sh starts it and waits
+                t_back = time.monotonic()
+                wait_until(lambda: all(victim in s.isr
+                                       for s in cluster.partitions(frames_topic).values()), 60,
+                           f"node {victim} back in every ISR")
+                time.sleep(3.0)
+                alive()
+                assert feed.finish(60) == 0 and not feed.failed, feed.failed[:3]
+                prod.send_signal(signal.SIGTERM)
+                prod.wait(30)
+                produced = set()
+                for m in consume_all(kafka, frames_topic, 30, require_all=True):
+                    meta = parse_frame(m.key(), m.value(), header_pairs(m), 10 << 20)
+                    produced.add((meta.stream, meta.seq))
+                assert set(feed.delivered) <= produced
+                wait_until(lambda: produced <= watcher.seen()
+                           or any(p.poll() is not None for p in (proc_a, proc_b)), 90,
+                           "a result for every frame")
+                t_all = time.monotonic()
+                for what in ("processor-a", "processor-b"):
+                    assert procs[what].poll() is None, f"{what} exited:\n{log_tail(names[what])}"
+                gw_ready_end = readyz(gw.port)
+                gw_streams = {s["stream"]: s for s in gw.get("/api/streams")}
+            finally:
+                feed.done.set()
+                sampler.stop()
+                watcher.stop()
+            codes = {}
+            for what in ("processor-a", "processor-b"):
+                procs[what].send_signal(signal.SIGTERM)
+                codes[what] = procs[what].wait(60)
+            codes["producer"] = prod.returncode
+        inflight = cluster.partitions(topics.inflight(topics.group("face")))
+
+    missing = sorted(produced - watcher.seen())
+    assert not missing, f"{len(missing)} frames without a result, e.g. {missing[:5]}"
+    assert watcher.bad == 0
+    assert codes["processor-a"] == 0 and codes["processor-b"] == 0, codes
+    assert gw_ready_end == 200
+    assert inflight and all(len(s.replicas) == 3 for s in inflight.values()), inflight
+
+    def first_result(streams: set[str]) -> float | None:
+        later = [a.at for a in watcher.arrivals
+                 if a.at > t_kill and a.stream in streams
+                 and (a.stream, a.seq) in set(feed.handed[handed_kill:])]
+        return min(later) - t_kill if later else None
+
+    recover = first_result(victim_streams)
+    assert recover is not None
+    arrivals = sorted(a.at for a in watcher.arrivals if t_kill <= a.at <= t_restart)
+    gap = max((b - a for a, b in zip([t_kill, *arrivals], arrivals, strict=False)), default=0.0)
+    numbers = {
+        "fault": f"SIGKILL of the broker leading the most frame partitions ({leaders[victim]} of "
+                 f"{PARTITIONS}), 3-node KRaft, RF 3 / min.insync 2, started again after "
+                 f"{KILLED_S:.0f} s",
+        "victim_node": victim, "victim_frame_partitions": sorted(victim_parts),
+        "frames": len(produced), "results": len(watcher.arrivals),
+        "distinct_results": len(watcher.seen()), "duplicates": watcher.duplicates(),
+        "missing": len(missing),
+        "s_kill_to_first_result_on_victims_partitions": round(recover, 1),
+        "longest_gap_between_results_while_down_s": round(gap, 1),
+        "node_restart_s": round(t_back - t_restart, 1),
+        "s_to_all_results_after_producers_stopped": round(t_all - t_back, 1),
+        "gateway_readyz_while_down": dict(gw_codes),
+        "gateway_results_seen": {k: (v.get("stats") or {}).get("results_seen")
+                                 for k, v in sorted(gw_streams.items())},
+        "exit_codes_after_sigterm": codes,
+        "rss_mb_max": {what: round(max(sampler.between(t_kill, t_all, pid)), 1)
+                       for what, pid in (("processor-a", proc_a.pid), ("processor-b", proc_b.pid),
+                                         ("gateway", gw.pid), ("producer", prod.pid))},
+        "test_s": round(time.monotonic() - t_test, 1),
+    }
+    path = write_artifact("broker-kill.json", numbers)
+    print("\n" + " ".join(f"{k}={v}" for k, v in numbers.items()) + f" -> {path}")
