@@ -325,10 +325,11 @@ def test_each_component_has_its_own_kafka_user(rendered: dict[str, list[Obj]],
             assert kafka["sasl_password"] == "**********"  # read from the Secret, masked
 
 
-def test_keda_logs_in_as_the_processors(rendered: dict[str, list[Obj]]) -> None:
+def test_keda_logs_in_as_its_own_user(rendered: dict[str, list[Obj]]) -> None:
+    """Describe-only (docs/security.md): not the processors' user, which may read frames."""
     auth = named(rendered["prod"], "TriggerAuthentication", "evi-kafka")
     refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
     ca_file = named(rendered["prod"], "ConfigMap", "evi-kafka")["data"]["EVI_KAFKA__SSL_CAFILE"]
-    assert refs == {"username": (KAFKA_USER["processor"], "username"),
-                    "password": (KAFKA_USER["processor"], "password"),
+    assert refs == {"username": ("evi-kafka-keda", "username"),
+                    "password": ("evi-kafka-keda", "password"),
                     "ca": ("evi-kafka-ca", ca_file.rsplit("/", 1)[1])}
