@@ -274,13 +274,20 @@ def test_kafka_auth_matches_the_processors(scaling: Scaling) -> None:
                  scaling.triggers["kafka"]["authenticationRef"]["name"])
     params = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
     assert {"username", "password"} <= set(params)
+    # KEDA has its own Describe-only user (docs/security.md), from one Secret with the same keys
+    # the pods read theirs by; never the processors' user, which may read frames.
     env = {v["name"]: v for v in scaling.container()["env"]}
+    (secret,) = {params[p]["name"] for p in ("username", "password")}
     for param, var in (("username", "EVI_KAFKA__SASL_USERNAME"),
                        ("password", "EVI_KAFKA__SASL_PASSWORD")):
         ref = env[var]["valueFrom"]["secretKeyRef"]
-        assert (params[param]["name"], params[param]["key"]) == (ref["name"], ref["key"])
+        assert params[param]["key"] == ref["key"] and secret != ref["name"]
     if tls and kafka["ssl_cafile"]:
-        assert "ca" in params
+        volumes = {v["name"]: v for v in pod_spec(scaling.target)["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in scaling.container()["volumeMounts"]}
+        directory, _, filename = kafka["ssl_cafile"].rpartition("/")
+        ca_secret = volumes[mounts[directory]]["secret"]["secretName"]
+        assert (params["ca"]["name"], params["ca"]["key"]) == (ca_secret, filename)
 
 
 def processor_metrics() -> dict[str, MetricWrapperBase]:
