@@ -124,3 +124,58 @@ def test_processor_rides_out_a_60s_broker_outage(tmp_path: Path) -> None:
     }
     path = write_artifact("outage-60s.json", numbers)
     print("\n" + " ".join(f"{k}={v}" for k, v in numbers.items()) + f" -> {path}")
+
+
+GIVE_UP_S = 10.0  # EVI_BROKER_OUTAGE_S for the next test
+DRAIN_S = 5.0  # EVI_DRAIN_TIMEOUT_S: the stop after a fatal error is bounded by this + 10 s
+
+
+def test_processor_gives_up_after_broker_outage_s_and_a_successor_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """Past `broker_outage_s` a result still not on the broker is fatal: the worker exits 70
+    (bounded: the outage bound, then the drain bound) and its batch is replayed by the next
+    worker once the broker is back."""
+    t_test = time.monotonic()
+    env = {"EVI_BROKER_OUTAGE_S": str(GIVE_UP_S), "EVI_DRAIN_TIMEOUT_S": str(DRAIN_S)}
+    with private_broker(tmp_path / "cache") as broker:
+        kafka = broker.kafka
+        topics = Topics(TopicSettings(prefix=f"gu{uuid.uuid4().hex[:8]}",
+                                      frame_partitions=PARTITIONS))
+        ensure_topics(kafka, topics.specs(["face"]))
+        watcher = ResultsWatcher(kafka, topics.results("face"))
+        watcher.start()
+        feed = Feed(kafka, topics.frames("face"), STREAMS, FPS, PARTITIONS)
+        try:
+            with processor(f"{NAME}-gives-up", kafka, topics, free_port(), env=env) as proc:
+                feed.start()
+                wait_until(lambda: len(watcher.arrivals) >= 40 or proc.poll() is not None, 90,
+                           "results flowing")
+                assert proc.poll() is None, log_tail(f"{NAME}-gives-up")
+                broker.stop()
+                t_down = time.monotonic()
+                code = proc.wait(GIVE_UP_S + DRAIN_S + 10 + 30)
+                exited_s = time.monotonic() - t_down
+            first_log = (LOGS / f"{NAME}-gives-up.log").read_text(errors="replace")
+            broker.start()
+            t_up = time.monotonic()
+            with processor(f"{NAME}-successor", kafka, topics, free_port()) as successor:
+                time.sleep(3.0)
+                assert feed.finish(60) == 0 and not feed.failed, feed.failed[:3]
+                want = set(feed.delivered)
+                wait_until(lambda: want <= watcher.seen() or successor.poll() is not None, 90,
+                           "a result for every frame")
+                assert successor.poll() is None, log_tail(f"{NAME}-successor")
+        finally:
+            feed.done.set()
+            watcher.stop()
+
+    assert code == 70, f"exit {code}:\n{first_log[-3000:]}"
+    assert "fatal: " in first_log, first_log[-3000:]
+    assert exited_s <= GIVE_UP_S + DRAIN_S + 10 + 5, exited_s
+    missing = sorted(want - watcher.seen())
+    assert not missing, f"{len(missing)} frames without a result, e.g. {missing[:5]}"
+    print(f"\nbroker_outage_s={GIVE_UP_S:g}: worker exited {code} {exited_s:.1f} s after the "
+          f"broker stopped; successor: {len(want)} frames, {len(watcher.seen())} with results, "
+          f"{watcher.duplicates()} duplicates, all {time.monotonic() - t_up:.1f} s after the "
+          f"broker was back; test {time.monotonic() - t_test:.1f} s")
