@@ -75,27 +75,42 @@ class Topics:
         return topic[len(head) :] if topic.startswith(head) else None
 
     def specs(self, kinds: list[str]) -> list[TopicSpec]:
+        """Every topic of these kinds (`evi kafka topics`, the topics job: an admin's work)."""
+        return [self._registry_spec(), *(spec for kind in kinds for spec in self._kind_specs(kind))]
+
+    def producer_specs(self, kinds: list[str]) -> list[TopicSpec]:
+        """What a producer writes, so may create: the registry and the frames topics."""
+        return [self._registry_spec(), *(self._frames_spec(kind) for kind in kinds)]
+
+    def processor_specs(self, kind: str) -> list[TopicSpec]:
+        """What a processor writes besides its in-flight topic: results and dead letters."""
         s = self.settings
-        frames_cfg = {
+        results_cfg = {
+            "retention.ms": str(s.results_retention_ms),
+            "max.message.bytes": str(s.max_message_bytes),
+        }
+        dlq_cfg = self._frames_cfg() | {"retention.ms": "604800000"}
+        return [self._spec(self.results(kind), s.frame_partitions, results_cfg),
+                self._spec(self.dlq(kind), 1, dlq_cfg)]  # fmt: skip
+
+    def _kind_specs(self, kind: str) -> list[TopicSpec]:
+        return [self._frames_spec(kind), *self.processor_specs(kind)]
+
+    def _registry_spec(self) -> TopicSpec:
+        return self._spec(
+            self.streams, 1,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "60000"},
+        )  # fmt: skip
+
+    def _frames_spec(self, kind: str) -> TopicSpec:
+        return self._spec(self.frames(kind), self.settings.frame_partitions, self._frames_cfg())
+
+    def _frames_cfg(self) -> dict[str, str]:
+        s = self.settings
+        return {
             "retention.ms": str(s.frames_retention_ms),
             "retention.bytes": str(s.frames_retention_bytes),
             "segment.ms": str(min(s.frames_retention_ms, 600_000)),
             "max.message.bytes": str(s.max_message_bytes),
             "message.timestamp.type": "CreateTime",
         }
-        results_cfg = {
-            "retention.ms": str(s.results_retention_ms),
-            "max.message.bytes": str(s.max_message_bytes),
-        }
-        out = [
-            self._spec(
-                self.streams,
-                1,
-                {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "60000"},
-            )
-        ]
-        for kind in kinds:
-            out.append(self._spec(self.frames(kind), s.frame_partitions, frames_cfg))
-            out.append(self._spec(self.results(kind), s.frame_partitions, results_cfg))
-            out.append(self._spec(self.dlq(kind), 1, frames_cfg | {"retention.ms": "604800000"}))
-        return out

@@ -131,6 +131,22 @@ def broker_up(s: ProcessorSettings) -> bool:
     return True
 
 
+def ensure_outputs(s: ProcessorSettings) -> None:
+    """The results and dead-letter topics exist before the first delivery (the broker creates
+    no topic by itself). Where the principal may not create topics, the topics job did."""
+    from confluent_kafka import KafkaException
+
+    from evi.kafka import ensure_topics
+    from evi.topics import Topics
+
+    try:
+        ensure_topics(s.kafka, Topics(s.topics).processor_specs(s.kind), timeout=10)
+    except KafkaException as e:
+        logging.getLogger("evi.processor").warning(
+            "cannot create the results and dead-letter topics (%s): expecting them to exist",
+            e.args[0].str() if e.args else e)
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     try:
@@ -162,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if not up:
         pipeline.close()
         return EX_SOFTWARE
+    ensure_outputs(s)
     proc = create_app(s, pipeline, group_for(s, model.name, default_name))
     worker = DrainingWorker(
         proc.app, proc.lifecycle, loglevel=s.log_level, quiet=True, redirect_stdouts=False,

@@ -162,7 +162,7 @@ def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Pro
     watchdog.start()
     handler = FrameHandler(s, pipeline, sink, tracker.processed, flight, watchdog)
     acker = Acker(lifecycle.fatal)
-    resume = Resume(s.kafka, frames_topic, s.auto_offset_reset, s.start_from)
+    resume = Resume(s.kafka, frames_topic, s.auto_offset_reset, s.start_from, group)
     proc = Processor(app, lifecycle, handler, tracker, health, sink, flight, watchdog)
     within = s.batch_within_ms / 1000
     # The agent starts a batch while the one before is still being finished (its last frames

@@ -38,11 +38,12 @@ Policy = Literal["earliest", "latest"]
 
 def start_offsets(
     kafka: KafkaSettings, topic: str, partitions: list[int], policy: Policy,
-    when: datetime | None = None, timeout: float = 10.0,
+    when: datetime | None = None, timeout: float = 10.0, group: str = "evi-processor",
 ) -> dict[int, int]:  # fmt: skip
     """Where a partition with no commit starts: the first offset at or after `when` (the end when
     nothing is that recent), else the log start (`earliest`) or the end offset (`latest`)."""
-    c = Consumer(kafka.client_config() | {"group.id": "evi-start-offsets"})
+    # Never joined or committed; named under the group's prefix, which its ACLs cover.
+    c = Consumer(kafka.client_config() | {"group.id": f"{group}-start-offsets"})
     try:
         if when is not None:
             return offsets_at(c, topic, partitions, int(when.timestamp() * 1000), timeout)
@@ -56,8 +57,9 @@ class Resume:
     """Commits a start for every partition the group has none for; seeks commits of 0."""
 
     def __init__(self, kafka: KafkaSettings, topic: str, policy: Policy,
-                 when: datetime | None = None) -> None:  # fmt: skip
+                 when: datetime | None = None, group: str = "evi-processor") -> None:  # fmt: skip
         self.kafka = kafka
+        self.group = group
         self.topic = topic
         self.policy = policy
         self.when = when
@@ -88,7 +90,8 @@ class Resume:
         if not fresh:
             return committed
         starts = await asyncio.to_thread(start_offsets, self.kafka, self.topic,
-                                         [tp.partition for tp in fresh], self.policy, self.when)
+                                         [tp.partition for tp in fresh], self.policy, self.when,
+                                         10.0, self.group)  # fmt: skip
         offsets = {tp: starts[tp.partition] for tp in fresh}
         # faust's own commit path: its bookkeeping and our CommitMonitor see the commit.
         await consumer._commit_offsets(offsets)

@@ -62,7 +62,7 @@ def _limits(settings: ProducerSettings) -> dict[str, int]:
 def _ensure_topics(settings: ProducerSettings, stop: threading.Event) -> bool:
     """Create missing topics; when the broker does not answer, keep trying in the background.
     True when the topics were confirmed now."""
-    specs = Topics(settings.topics).specs(settings.kinds())
+    specs = Topics(settings.topics).producer_specs(settings.kinds())  # what it writes, no more
 
     def attempt(first: bool) -> bool:
         try:
