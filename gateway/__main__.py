@@ -1,4 +1,4 @@
-"""`evi gateway`: REST API, websockets and the dashboard on one port."""
+"""`evi gateway`: REST API, websockets and the dashboard on one port; /metrics on another."""
 
 from __future__ import annotations
 
@@ -9,33 +9,68 @@ import sys
 from evi.errors import ConfigError
 from evi.log import setup as setup_logging
 from evi.log import tame_librdkafka
+from evi.metrics import serve as serve_metrics
 from evi.settings import die_on_config_error, load, override
+from gateway.auth import is_loopback
 from gateway.settings import GatewaySettings
 
+log = logging.getLogger("evi.gateway")
+# Clients send the gateway nothing it needs (the app closes 1009 past ws_client_max_bytes):
+# uvicorn refuses a bigger frame before buffering it, and keeps at most a few unread messages.
+WS_MAX_SIZE = 64 << 10
+WS_MAX_QUEUE = 4
 
-def main(argv: list[str] | None = None) -> int:
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="evi gateway", description=__doc__)
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--metrics-port", type=int, help="Prometheus /metrics (default 9103; 0 = off)")
     p.add_argument("--kind", action="append", dest="kinds",
                    help="kinds to serve (repeatable; default: every kind whose topics exist)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="run open, without a token (a warning unless on loopback); the token "
+                        "comes from EVI_AUTH_TOKEN, never a flag")
+    p.add_argument("--allowed-origin", action="append", dest="allowed_origins",
+                   help="a browser origin besides the gateway's own that may open websockets "
+                        "and sessions (repeatable)")
     p.add_argument("--cors-origin", action="append", dest="cors_origins",
-                   help="allow this browser origin (repeatable); the token comes from "
-                        "EVI_AUTH_TOKEN, never a flag")
+                   help="allow this browser origin to call the API with a bearer token "
+                        "(repeatable)")
     p.add_argument("--client-queue", type=int, help="messages queued per websocket client")
     p.add_argument("--bootstrap-servers")
     p.add_argument("--topic-prefix")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--print-settings", action="store_true")
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def settings(a: argparse.Namespace) -> GatewaySettings:
+    opened = False if a.no_auth else None
+    base = load(GatewaySettings, auth_required=opened)
+    return load(
+        GatewaySettings, host=a.host, port=a.port, metrics_port=a.metrics_port, kinds=a.kinds,
+        log_level=a.log_level, auth_required=opened, allowed_origins=a.allowed_origins,
+        cors_origins=a.cors_origins, client_queue=a.client_queue,
+        kafka=override(base.kafka, bootstrap_servers=a.bootstrap_servers),
+        topics=override(base.topics, prefix=a.topic_prefix),
+    )
+
+
+def say_how_open(s: GatewaySettings) -> None:
+    if s.auth_required:
+        return
+    if is_loopback(s.host):
+        log.info("auth is off (--no-auth): no token asked, on loopback (%s) only", s.host)
+    else:
+        log.warning("auth is off (--no-auth) on %s: anyone who reaches port %d sees every "
+                    "stream and every number; set EVI_AUTH_TOKEN instead", s.host, s.port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse(argv)
     try:
-        base = load(GatewaySettings)
-        s = load(
-            GatewaySettings, host=a.host, port=a.port, kinds=a.kinds, log_level=a.log_level,
-            cors_origins=a.cors_origins, client_queue=a.client_queue,
-            kafka=override(base.kafka, bootstrap_servers=a.bootstrap_servers),
-            topics=override(base.topics, prefix=a.topic_prefix),
-        )
+        s = settings(a)
     except ConfigError as e:
         die_on_config_error(e)
     if a.print_settings:
@@ -45,17 +80,26 @@ def main(argv: list[str] | None = None) -> int:
     # The feed's consumer logs librdkafka's lines to its own logger (gateway/feed.py): the same
     # filter as every other client's, so a broker that is away is the feed's one line.
     tame_librdkafka(logging.getLogger("evi.gateway.feed"))
+    say_how_open(s)
+    try:
+        serve_metrics(s.metrics_port, s.host)
+    except OSError as e:
+        print(f"evi gateway: cannot serve /metrics on {s.host}:{s.metrics_port}: {e.strerror}",
+              file=sys.stderr)
+        return 1
     import uvicorn
 
     from gateway.app import create_app
 
-    print(f"evi gateway: dashboard at http://{s.host}:{s.port}/", flush=True)
+    how = "open, no token" if not s.auth_required else "token required: open the link with #token="
+    print(f"evi gateway: dashboard at http://{s.host}:{s.port}/ ({how})", flush=True)
     # The dashboard polls every 2 s: access lines only when debugging. No per-message deflate:
     # messages are mostly JPEG, which does not compress, and zlib per client per message would
     # cost more CPU than everything else the fan-out does.
     uvicorn.run(create_app(s), host=s.host, port=s.port, log_level=s.log_level.lower(),
-                access_log=s.log_level == "DEBUG", ws_max_size=1 << 20,
-                ws_per_message_deflate=False, timeout_graceful_shutdown=5)
+                access_log=s.log_level == "DEBUG", ws_max_size=WS_MAX_SIZE,
+                ws_max_queue=WS_MAX_QUEUE, ws_per_message_deflate=False,
+                forwarded_allow_ips=s.forwarded_allow_ips, timeout_graceful_shutdown=5)
     return 0
 
 

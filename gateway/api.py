@@ -1,5 +1,6 @@
-"""REST routes: streams, kinds, stats (under /api, token-protected when a token is set) and the
-probes /healthz, /readyz and /metrics (always open, for orchestrators and Prometheus).
+"""REST routes: streams, kinds, stats (under /api, behind the token: a bearer header or the
+session cookie) and the probes /healthz and /readyz (open, for orchestrators). Prometheus reads
+/metrics on its own port (`metrics_port`, gateway/__main__.py), never through the Ingress.
 
 Routes read one `GatewayView` (gateway/views.py) and return its schema objects."""
 
@@ -8,12 +9,11 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from evi.wire import valid_stream_id
-from gateway.deps import require_token, view
+from gateway.deps import UNAUTHORIZED, require_auth, view
 from gateway.schemas import GatewayStats, Health, KindView, StreamView
 from gateway.views import GatewayView
 
@@ -21,11 +21,11 @@ ViewDep = Annotated[GatewayView, Depends(view)]
 Status = Literal["live", "reconnecting", "ended", "error", "unknown"]
 
 router = APIRouter(tags=["probes"])
-api = APIRouter(prefix="/api", dependencies=[Depends(require_token)], tags=["api"])
+api = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], tags=["api"])
 
 Responses = dict[int | str, dict[str, Any]]
 NOT_FOUND: Responses = {404: {"description": "unknown stream"}, 400: {"description": "bad id"}}
-AUTH: Responses = {401: {"description": "missing or wrong bearer token"}}
+AUTH: Responses = {401: {"description": UNAUTHORIZED}}
 
 
 @api.get("/streams", response_model=list[StreamView], responses=AUTH)
@@ -80,8 +80,3 @@ async def readyz(v: ViewDep) -> JSONResponse:
     if not why:
         return JSONResponse({"status": "ready"})
     return JSONResponse({"status": why}, status_code=503)
-
-
-@router.get("/metrics", response_class=Response)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,18 +1,22 @@
-"""Shared request dependencies: the app's fan-out and settings, and the optional bearer token."""
+"""Shared request dependencies: the app's fan-out, settings and auth, and the auth check."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, WebSocket
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
+from gateway.auth import COOKIE, Auth
 from gateway.fanout import Fanout
 from gateway.settings import GatewaySettings
 from gateway.views import GatewayView
 
-bearer = HTTPBearer(auto_error=False, description="the gateway's EVI_AUTH_TOKEN, when it has one")
+# Declared for OpenAPI (and Swagger UI's Authorize button); the check itself is Auth.allows.
+bearer = HTTPBearer(auto_error=False, description="the gateway's token (EVI_AUTH_TOKEN)")
+session = APIKeyCookie(name=COOKIE, auto_error=False,
+                       description="the dashboard's session, from POST /api/session")
+UNAUTHORIZED = "missing or wrong token (a bearer token, or the session cookie)"
 
 
 def fanout(request: Request) -> Fanout:
@@ -30,27 +34,15 @@ def settings(request: Request) -> GatewaySettings:
     return s
 
 
-def _token_ok(expected: str, given: str | None) -> bool:
-    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+def auth(request: Request) -> Auth:
+    a: Auth = request.app.state.auth
+    return a
 
 
-def require_token(
+def require_auth(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    _session: Annotated[str | None, Depends(session)],
 ) -> None:
-    token = request.app.state.settings.auth_token
-    if token is None:
-        return
-    given = credentials.credentials if credentials is not None else None
-    if not _token_ok(token.get_secret_value(), given):
-        raise HTTPException(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
-
-
-def websocket_token_ok(ws: WebSocket) -> bool:
-    """Browsers cannot set headers on a websocket: `?token=` is accepted there too."""
-    token = ws.app.state.settings.auth_token
-    if token is None:
-        return True
-    header = ws.headers.get("authorization", "")
-    given = header[7:] if header.lower().startswith("bearer ") else ws.query_params.get("token")
-    return _token_ok(token.get_secret_value(), given)
+    if not auth(request).allows(request.headers, request.cookies):
+        raise HTTPException(401, UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})

@@ -17,8 +17,11 @@ CLOSE_NORMAL = 1000  # the server closes after the client asked to
 CLOSE_GOING_AWAY = 1001  # the gateway is shutting down
 CLOSE_POLICY = 1008  # the client sent messages faster than ws_client_rate
 CLOSE_TOO_BIG = 1009  # the client sent a message over ws_client_max_bytes
+CLOSE_TRY_AGAIN = 1013  # over max_connections or max_connections_per_client
 CLOSE_BAD_REQUEST = 4400  # bad stream ids (the reason says which)
-CLOSE_UNAUTHORIZED = 4401  # missing or wrong token
+# Refused at the handshake (HTTP 401 / 403, never accepted), counted under these codes:
+CLOSE_UNAUTHORIZED = 4401  # missing or wrong token (bearer header or session cookie)
+CLOSE_FORBIDDEN_ORIGIN = 4403  # a browser page of another origin (not in allowed_origins)
 
 
 class BadMessage(ValueError):

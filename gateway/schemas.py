@@ -118,3 +118,8 @@ class GatewayStats(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class Session(BaseModel):
+    auth: bool = Field(description="false when the gateway runs open (--no-auth): no cookie")
+    expires_ms: int | None = Field(None, description="when the session cookie stops working")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from evi.settings import REPO_ROOT, ServiceSettings
 from evi.topics import check_kind
@@ -53,10 +54,64 @@ class GatewaySettings(ServiceSettings):
     # than `ws_client_rate` messages per second (bursts of twice that) closes with 1008.
     ws_client_max_bytes: int = Field(4096, ge=16, le=1 << 20)
     ws_client_rate: float = Field(10.0, gt=0, le=10_000)
-    auth_token: SecretStr | None = None
+    # Auth (docs/gateway.md, "Auth"). Closed by default: without a token the gateway does not
+    # start unless opened on purpose (`--no-auth`, EVI_AUTH_REQUIRED=false).
+    auth_required: bool = True
+    auth_token: SecretStr | None = Field(None, validate_default=True)
+    # How long a dashboard session cookie (POST /api/session) is good for; the page renews it.
+    session_ttl_s: int = Field(7 * 86_400, ge=60, le=90 * 86_400)
+    # Browser origins allowed to open websockets and sessions besides the gateway's own
+    # (scheme://host[:port]); a request without an Origin header (not a browser) is not checked.
+    allowed_origins: list[str] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
+    # Websocket connections at once, in all and per client address; past either: close 1013.
+    max_connections: int = Field(10_000, ge=1, le=1_000_000)
+    max_connections_per_client: int = Field(64, ge=1, le=1_000_000)
+    # Prometheus /metrics on its own port, bound to `host` (not behind the Ingress); 0 = off.
+    metrics_port: int = Field(9103, ge=0, le=65535)
+    # Proxies whose X-Forwarded-For/-Proto uvicorn believes (the client address the per-client
+    # cap counts, the scheme); "*" only when nothing but the proxy can reach the gateway.
+    forwarded_allow_ips: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
 
     @field_validator("kinds")
     @classmethod
     def _valid_kinds(cls, kinds: list[str]) -> list[str]:
         return [check_kind(k) for k in kinds]
+
+    @field_validator("auth_token")
+    @classmethod
+    def _token(cls, token: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        required = info.data.get("auth_required", True)
+        if token is None or not token.get_secret_value():
+            if required:
+                raise ValueError(
+                    f"the gateway needs a token: set EVI_AUTH_TOKEN ({MIN_TOKEN_CHARS}+ "
+                    "characters, e.g. `openssl rand -hex 32`), or open it on purpose with "
+                    "--no-auth (EVI_AUTH_REQUIRED=false)")
+            return None
+        if not required:
+            raise ValueError("a token is set and auth is off (--no-auth, "
+                             "EVI_AUTH_REQUIRED=false): unset one of them")
+        value = token.get_secret_value()
+        if (len(value) < MIN_TOKEN_CHARS or value != value.strip() or not value.isascii()
+                or not value.isprintable()):
+            raise ValueError(f"the token must be at least {MIN_TOKEN_CHARS} printable ASCII "
+                             f"characters without surrounding spaces")
+        return token
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        return [check_origin(o) for o in origins]
+
+
+MIN_TOKEN_CHARS = 16
+_ORIGIN = re.compile(r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(:[0-9]{1,5})?$")
+
+
+def check_origin(origin: str) -> str:
+    """A browser origin as the Origin header writes it: scheme://host[:port], lower case."""
+    o = origin.strip().lower().rstrip("/")
+    if o == "*" or not _ORIGIN.match(o):
+        raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port] (no path, no *)")
+    return o

@@ -7,6 +7,12 @@ fills its own queue. Clients have nothing to say to the gateway, so the reader a
 them: a message over `ws_client_max_bytes` closes with 1009, more than `ws_client_rate`
 messages a second (bursts of twice that) with 1008. Close codes: gateway/protocol.py and
 docs/gateway.md.
+
+Who may connect is decided before anything else, at the handshake: a missing or wrong token
+(bearer header or session cookie; never `?token=`, which proxies log) is answered HTTP 401 and
+a page of another origin HTTP 403, without accepting: no subscription, no message, nothing for
+a cross-site page to read. Past the connection caps the socket is accepted only to close with
+1013 (try again later), which a browser can read and a plain HTTP error would not say.
 """
 
 from __future__ import annotations
@@ -17,18 +23,23 @@ import logging
 import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.responses import PlainTextResponse
 from prometheus_client import Counter
 from starlette.websockets import WebSocketState
 
 from evi.wire import valid_stream_id
-from gateway.deps import websocket_token_ok
+from gateway.auth import Auth, served_over_https
+from gateway.deps import UNAUTHORIZED
 from gateway.fanout import Fanout
+from gateway.limits import ConnectionLimits
 from gateway.protocol import (
     CLOSE_BAD_REQUEST,
+    CLOSE_FORBIDDEN_ORIGIN,
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
     hello_message,
 )
@@ -78,15 +89,48 @@ async def _close(ws: WebSocket, code: int, reason: str = "") -> None:
             await ws.close(code=code, reason=close_reason(reason))
 
 
+def refusal(ws: WebSocket) -> tuple[int, int, str] | None:
+    """(code counted, HTTP status, reason) when this handshake must be refused, else None."""
+    a: Auth = ws.app.state.auth
+    https = served_over_https(ws.url.scheme, ws.headers)
+    if not a.origin_ok(ws.headers.get("origin"), ws.headers.get("host"), https):
+        return CLOSE_FORBIDDEN_ORIGIN, 403, "this page's origin may not connect (allowed_origins)"
+    if not a.allows(ws.headers, ws.cookies):
+        return CLOSE_UNAUTHORIZED, 401, UNAUTHORIZED
+    return None
+
+
+async def _refuse(ws: WebSocket, code: int, status: int, reason: str) -> None:
+    WS_CLOSED.labels(str(code)).inc()
+    try:
+        await ws.send_denial_response(PlainTextResponse(reason, status))
+    except RuntimeError:  # a server without the denial extension: a bare HTTP 403
+        with contextlib.suppress(*GONE):
+            await ws.close(code)
+
+
 async def serve(ws: WebSocket, ids: list[str] | None, error: str = "") -> None:
-    # Accept first: a close before accept is an HTTP 403 that browsers cannot read a reason from.
-    await ws.accept()
-    if not websocket_token_ok(ws):
-        await _close(ws, CLOSE_UNAUTHORIZED, "missing or wrong token")
+    refused = refusal(ws)
+    if refused is not None:
+        await _refuse(ws, *refused)
         return
-    if error:
-        await _close(ws, CLOSE_BAD_REQUEST, error)
-        return
+    limits: ConnectionLimits = ws.app.state.limits
+    client = ws.client.host if ws.client else ""
+    full = limits.enter(client)
+    try:
+        await ws.accept()
+        if full:
+            await _close(ws, CLOSE_TRY_AGAIN, full)
+        elif error:
+            await _close(ws, CLOSE_BAD_REQUEST, error)
+        else:
+            await _serve(ws, ids)
+    finally:
+        if not full:
+            limits.leave(client)
+
+
+async def _serve(ws: WebSocket, ids: list[str] | None) -> None:
     f: Fanout = ws.app.state.fanout
     s: GatewaySettings = ws.app.state.settings
     remote = f"{ws.client.host}:{ws.client.port}" if ws.client else ""

@@ -64,10 +64,10 @@ class OfflineFanout(Fanout):
 
 @contextlib.contextmanager
 def offline_gateway(
-    monkeypatch: pytest.MonkeyPatch, s: GatewaySettings
+    monkeypatch: pytest.MonkeyPatch, s: GatewaySettings, headers: dict[str, str] | None = None
 ) -> Iterator[tuple[httpx.Client, OfflineFanout]]:
     monkeypatch.setattr(app_module, "Fanout", OfflineFanout)
     OfflineFanout.instances.clear()
-    with serve(create_app(s)) as client:
+    with serve(create_app(s), headers) as client:
         [fanout] = OfflineFanout.instances
         yield client, fanout

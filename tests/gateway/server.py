@@ -15,7 +15,8 @@ from tests.helpers import free_port, wait_until
 
 
 @contextlib.contextmanager
-def serve(app: FastAPI) -> Iterator[httpx.Client]:
+def serve(app: FastAPI, headers: dict[str, str] | None = None) -> Iterator[httpx.Client]:
+    """The app on a free port, and a client sending `headers` (e.g. the bearer token)."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False, lifespan="on",
@@ -24,7 +25,8 @@ def serve(app: FastAPI) -> Iterator[httpx.Client]:
     thread.start()
     try:
         wait_until(lambda: server.started, 20, "uvicorn started")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10,
+                          headers=headers) as client:
             yield client
     finally:
         server.should_exit = True

@@ -22,7 +22,8 @@ from tests.gateway.feed import jpeg
 def fanout(**kw: Any) -> Fanout:
     kw.setdefault("client_queue", 128)
     kw.setdefault("frames_alone_after_ms", 0)
-    return Fanout(GatewaySettings(topics=TopicSettings(prefix=rec.PREFIX), **kw))
+    return Fanout(GatewaySettings(topics=TopicSettings(prefix=rec.PREFIX), auth_required=False,
+                                  **kw))
 
 
 def feed(f: Fanout, msgs: list[Message]) -> None:

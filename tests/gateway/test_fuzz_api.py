@@ -28,14 +28,15 @@ from evi.wire import MAX_SEQ, MAX_TS_MS, Result, encode_result
 from gateway.settings import GatewaySettings
 from tests.gateway import records as rec
 from tests.gateway.feed import jpeg
+from tests.gateway.gw import TOKEN, bearer
 from tests.gateway.offline import OfflineFanout, offline_gateway
 from tests.helpers import wait_until
 
 # Every response: no 5xx, a status code, content type and body the schema declares. (Not
-# schemathesis' auth checks: without a token set, /api is open by design.)
+# schemathesis' auth checks: with --no-auth, /api is open by design.)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
-EXAMPLES = 120  # per operation; 7 operations
+EXAMPLES = 120  # per operation; 9 operations
 BUDGET_S = 50.0
 
 
@@ -89,14 +90,15 @@ def fuzz(client: httpx.Client, token: str | None) -> dict[str, Any]:
     return {"ran": ran, "codes": codes, "failures": failures}
 
 
-@pytest.mark.parametrize("token", [None, "s3cret"])
+@pytest.mark.parametrize("token", [None, TOKEN])
 def test_rest_api_fuzzed_from_its_schema_never_answers_500(
     monkeypatch: pytest.MonkeyPatch, token: str | None
 ) -> None:
     s = GatewaySettings(topics=TopicSettings(prefix=rec.PREFIX), max_models=8,
-                        auth_token=SecretStr(token) if token else None)
+                        auth_token=SecretStr(token) if token else None,
+                        auth_required=token is not None)
     t0 = time.monotonic()
-    with offline_gateway(monkeypatch, s) as (client, fanout):
+    with offline_gateway(monkeypatch, s, bearer(token)) as (client, fanout):
         fanout.inject(extreme_records())
         wait_until(lambda: len(fanout.streams) == 5, 5, "records handled")
         assert isinstance(fanout, OfflineFanout)

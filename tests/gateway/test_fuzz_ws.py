@@ -17,6 +17,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.sync.client import connect
 
@@ -25,10 +26,12 @@ from gateway.protocol import unpack_message
 from gateway.settings import GatewaySettings
 from tests.gateway import records as rec
 from tests.gateway.feed import big_jpeg, jpeg
+from tests.gateway.gw import TOKEN, bearer
 from tests.gateway.offline import OfflineFanout, offline_gateway
 from tests.gateway.server import ws_url
 from tests.helpers import wait_until
 
+AUTH = bearer(TOKEN)
 RAN: dict[str, int] = {}
 OUTCOMES: dict[str, int] = {}
 VALID = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,20}\Z")
@@ -43,7 +46,8 @@ HOSTILE = st.one_of(
 
 @pytest.fixture(scope="module")
 def gw() -> Iterator[tuple[httpx.Client, OfflineFanout]]:
-    s = GatewaySettings(topics=TopicSettings(prefix=rec.PREFIX), client_queue=8,
+    s = GatewaySettings(topics=TopicSettings(prefix=rec.PREFIX), auth_token=SecretStr(TOKEN),
+                        client_queue=8,
                         frames_alone_after_ms=0, ws_client_max_bytes=4096, ws_client_rate=10)
     with pytest.MonkeyPatch.context() as mp, offline_gateway(mp, s) as served:
         yield served
@@ -53,7 +57,7 @@ def gw() -> Iterator[tuple[httpx.Client, OfflineFanout]]:
 def outcome(url: str) -> str:
     """hello, a close code, or the handshake's HTTP status: whatever the gateway answered."""
     try:
-        with connect(url, open_timeout=5, close_timeout=2) as ws:
+        with connect(url, additional_headers=AUTH, open_timeout=5, close_timeout=2) as ws:
             raw = ws.recv(timeout=5)
             assert isinstance(raw, bytes), "the gateway only sends binary messages"
             return str(unpack_message(raw)[0]["type"])
@@ -89,7 +93,8 @@ def test_hostile_ids_get_hello_or_4400_never_a_server_error(
 
 def closed_by(client: httpx.Client, send: list[str | bytes], pause: float = 0) -> int | str:
     """The close code the gateway answered `send` with, or "open" (still open 1 s after)."""
-    with connect(ws_url(client, "/ws/streams?ids=*"), max_size=1 << 24) as ws:
+    with connect(ws_url(client, "/ws/streams?ids=*"), additional_headers=AUTH,
+                 max_size=1 << 24) as ws:
         ws.recv(timeout=5)  # hello
         try:
             for message in send:
@@ -137,7 +142,8 @@ def test_clients_vanishing_mid_send_do_not_hurt_a_good_client(
             for _ in range(5):  # subscribed to everything, then gone without a close frame
                 sock = socket.create_connection((host, port))
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-                ws = stack.enter_context(connect(ws_url(client, "/ws/streams?ids=*"), sock=sock,
+                ws = stack.enter_context(connect(ws_url(client, "/ws/streams?ids=*"),
+                                                 additional_headers=AUTH, sock=sock,
                                                  max_size=1 << 24))
                 ws.recv(timeout=5)
                 socks.append(sock)
@@ -150,7 +156,8 @@ def test_clients_vanishing_mid_send_do_not_hurt_a_good_client(
                 sock.close()
         count("vanishing clients", "5 gone mid-send")
     wait_until(lambda: len(fanout.subscribers) == 0, 10, "vanished clients removed", step=0.05)
-    with connect(ws_url(client, "/ws/streams/good"), max_size=1 << 20) as good:
+    with connect(ws_url(client, "/ws/streams/good"), additional_headers=AUTH,
+                 max_size=1 << 20) as good:
         assert unpack_message(good.recv(timeout=5))[0]["type"] == "hello"  # type: ignore[arg-type]
         fanout.inject([m for s in range(5)
                        for m in (rec.frame("good", s, 1000 + s, jpeg(s)),

@@ -18,7 +18,7 @@ from evi.settings import TopicSettings
 from evi.topics import Topics
 from tests.e2e.browser import chromium_page
 from tests.gateway.feed import Feeder
-from tests.gateway.gw import gateway
+from tests.gateway.gw import bearer, gateway
 from tests.gateway.wsclient import ReconnectingClient
 from tests.helpers import wait_until
 from tests.private_broker import private_broker
@@ -40,8 +40,8 @@ def test_gateway_survives_kafka_going_away(tmp_path: Path) -> None:
         topics = Topics(TopicSettings(prefix="outage", frame_partitions=2))
         ensure_topics(kafka, topics.specs(["face"]))
         with gateway(kafka, topics, "outage-gateway") as gw, chromium_page() as page:
-            client = ReconnectingClient(gw.ws("/ws/streams/cam1"))
-            page.goto(gw.url("/"))
+            client = ReconnectingClient(gw.ws("/ws/streams/cam1"), bearer())
+            page.goto(gw.dashboard())
             try:
                 feeder = Feeder(kafka, topics)
                 for seq in range(3):

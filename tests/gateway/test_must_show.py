@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client.parser import text_string_to_metric_families
-from websockets.sync.client import connect
 
 from evi.settings import KafkaSettings
 from evi.topics import Topics
@@ -51,7 +50,7 @@ def headers(meta: FrameMeta) -> list[tuple[str, str | bytes | None]]:
 
 def bad_records(gw: Gateway) -> Counter[tuple[str, str]]:
     out: Counter[tuple[str, str]] = Counter()
-    for fam in text_string_to_metric_families(gw.text("/metrics")):
+    for fam in text_string_to_metric_families(gw.metrics()):
         if fam.name == "evi_gateway_bad_records":
             for smp in fam.samples:
                 if smp.name.endswith("_total"):
@@ -97,8 +96,8 @@ def test_malformed_records_and_100k_stream_ids_do_not_stop_or_grow_the_gateway(
            "EVI_FRAME_CACHE": "256"}  # results may be read 100 frames behind their stream
     p = Producer(kafka.client_config() | {"linger.ms": 20, "batch.num.messages": 10_000,
                                           "queue.buffering.max.messages": 200_000})
-    with gateway(kafka, topics, "must-show", env=env) as gw, connect(
-            gw.ws("/ws/streams?ids=" + ",".join(GOOD_STREAMS)), max_size=1 << 22) as ws:
+    with gateway(kafka, topics, "must-show", env=env) as gw, gw.connect(
+            "/ws/streams?ids=" + ",".join(GOOD_STREAMS), max_size=1 << 22) as ws:
         hello(ws)
         before = bad_records(gw)
         # 1. bad records between good ones: 2 bad, then a good frame and its result, ...

@@ -32,7 +32,7 @@ def test_readyz_fails_while_the_feed_makes_no_progress(
     kafka: KafkaSettings, topics: Topics
 ) -> None:
     s = GatewaySettings(kafka=kafka, topics=topics.settings, probe_interval_s=0.3,
-                        metadata_refresh_s=1, feed_stall_s=1)
+                        metadata_refresh_s=1, feed_stall_s=1, auth_required=False)
     feeder = Feeder(kafka, topics)
     app = create_app(s)
     with serve(app) as c:

@@ -8,14 +8,13 @@ import threading
 import time
 
 import pytest
-from websockets.sync.client import connect
 
 from evi.kafka import ensure_topics
 from evi.settings import KafkaSettings
 from evi.topics import Topics
 from gateway.protocol import unpack_message
 from tests.gateway.feed import Feeder, big_jpeg, detection
-from tests.gateway.gw import gateway
+from tests.gateway.gw import bearer, gateway
 from tests.gateway.wsclient import ReconnectingClient, hello, recv_results
 from tests.helpers import free_port, wait_until
 
@@ -31,7 +30,7 @@ def test_every_subscriber_gets_every_result_of_its_streams(
     n = 60
     with gateway(kafka, topics, "ws-two-clients") as gw, contextlib.ExitStack() as stack:
         a, b, other, both = (
-            stack.enter_context(connect(gw.ws(path), max_size=MB))
+            stack.enter_context(gw.connect(path, max_size=MB))
             for path in ("/ws/streams/cam1", "/ws/streams/cam1", "/ws/streams/cam2",
                          "/ws/streams?ids=cam1,cam2")
         )
@@ -74,13 +73,13 @@ def test_slow_client_drops_oldest_while_fast_client_gets_everything(
     for seq in range(n):
         big_jpeg(seq)  # made before: the test's CPU goes to reading while records flow
     with gateway(kafka, topics, "ws-slow-fast", env=env) as gw, contextlib.ExitStack() as stack:
-        fast = stack.enter_context(connect(gw.ws("/ws/streams/cam1"), max_size=4 * MB))
+        fast = stack.enter_context(gw.connect("/ws/streams/cam1", max_size=4 * MB))
         # The slow client: tiny receive buffer, one message buffered, and it reads nothing
         # until the fast client has everything.
         sock = socket.create_connection(("127.0.0.1", gw.port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 10)
         slow = stack.enter_context(
-            connect(gw.ws("/ws/streams/cam1"), sock=sock, max_size=4 * MB, max_queue=1,
+            gw.connect("/ws/streams/cam1", sock=sock, max_size=4 * MB, max_queue=1,
                     ping_interval=None))
         fast_id = hello(fast)["client"]
         slow_id = hello(slow)["client"]
@@ -124,7 +123,7 @@ def test_slow_client_drops_oldest_while_fast_client_gets_everything(
 
 def test_clients_that_leave_are_removed_at_once(kafka: KafkaSettings, topics: Topics) -> None:
     with gateway(kafka, topics, "ws-cleanup") as gw, contextlib.ExitStack() as stack:
-        clients = [stack.enter_context(connect(gw.ws("/ws/streams?ids=*"))) for _ in range(3)]
+        clients = [stack.enter_context(gw.connect("/ws/streams?ids=*")) for _ in range(3)]
         for ws in clients:
             hello(ws)
         assert gw.get("/api/stats")["clients"] == 3
@@ -142,8 +141,8 @@ def test_gateway_restart_loses_no_subscriber(kafka: KafkaSettings, topics: Topic
     clients = []
     try:
         with gateway(kafka, topics, "ws-restart-1", port=port) as gw:
-            clients = [ReconnectingClient(gw.ws(f"/ws/streams/{s}")) for s in ("cam1", "cam1",
-                                                                                  "cam2")]
+            clients = [ReconnectingClient(gw.ws(f"/ws/streams/{s}"), bearer())
+                       for s in ("cam1", "cam1", "cam2")]
             wait_until(lambda: all(c.connects == 1 for c in clients), 10, "clients connected")
             for seq in range(5):
                 feeder.pair("cam1", seq)
@@ -171,8 +170,8 @@ def test_gateway_restart_loses_no_subscriber(kafka: KafkaSettings, topics: Topic
 def test_new_kind_after_start_is_picked_up(kafka: KafkaSettings, topics: Topics) -> None:
     feeder = Feeder(kafka, topics)
     env = {"EVI_METADATA_REFRESH_S": "1"}
-    with gateway(kafka, topics, "ws-new-kind", env=env) as gw, connect(
-            gw.ws("/ws/streams?ids=*"), max_size=MB) as ws:
+    with gateway(kafka, topics, "ws-new-kind", env=env) as gw, gw.connect(
+            "/ws/streams?ids=*", max_size=MB) as ws:
         assert gw.get("/api/stats")["kinds"] == ["face"]
         hello(ws)
         ensure_topics(kafka, topics.specs(["person"]))

@@ -55,8 +55,9 @@ def hello(ws: ClientConnection) -> dict[str, Any]:
 class ReconnectingClient:
     """Stays subscribed: on any close or failed connect it retries after backoff_delay."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
         self.url = url
+        self.headers = headers or {}
         self.results: list[dict[str, Any]] = []
         self.connects = 0
         self.closes: list[int | None] = []
@@ -71,7 +72,8 @@ class ReconnectingClient:
         attempt = 0
         while not self._stop.is_set():
             try:
-                ws = connect(self.url, open_timeout=3, max_size=16 << 20)
+                ws = connect(self.url, open_timeout=3, max_size=16 << 20,
+                             additional_headers=self.headers)
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI):
                 self.failed_attempts += 1
                 self._stop.wait(backoff_delay(attempt))
