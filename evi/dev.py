@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -38,7 +39,7 @@ class Children:
     quiet: bool = False
     _logs: list[IO[bytes]] = field(default_factory=list)
 
-    def start(self, name: str, *args: str) -> None:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         cmd = [sys.executable, "-m", "evi.cli", *args]
         if not self.quiet:
             print(f"evi dev: starting {name}: {' '.join(cmd[2:])}", flush=True)
@@ -47,7 +48,7 @@ class Children:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
             self._logs.append(out)
-        env = {**os.environ, **self.env} if self.env else None
+        env = {**os.environ, **(self.env or {}), **(env or {})} if self.env or env else None
         err = subprocess.STDOUT if out else None
         # Own session: a terminal's Ctrl-C reaches only `evi dev`, which then sends each child
         # one SIGTERM (a second signal would make a processor exit without its final commit).
@@ -156,6 +157,41 @@ class Autoscaler:
         return want
 
 
+TOKEN_FILE = "gateway-token"
+MIN_TOKEN_CHARS = 16  # as gateway/settings.py asks
+
+
+def gateway_token(cache_dir: Path) -> str:
+    """The dev gateway's token: EVI_AUTH_TOKEN when set, else `<cache>/gateway-token`, made once
+    (mode 0600, secrets.token_urlsafe(32)) and kept, so a dashboard's session survives restarts."""
+    given = os.environ.get("EVI_AUTH_TOKEN", "")
+    if given:
+        return given
+    path = cache_dir / TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+            print(f"evi dev: {path} was readable by others: now 0600", flush=True)
+        token = path.read_text().strip()
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ConfigError(f"{path}: not a token ({MIN_TOKEN_CHARS}+ characters): "
+                              f"delete it and a new one is made") from None
+        return token
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def dashboard_link(port: int, token: str) -> str:
+    """The dashboard with the token in the fragment: browsers never send a fragment to a server
+    (nor proxies log it); the page trades it for a cookie and takes it out of the address."""
+    return f"http://127.0.0.1:{port}/#token={token}"
+
+
 def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=REPO_ROOT)
 
@@ -208,9 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     py = [sys.executable, "-m", "evi.cli"]
     try:
         # Bad EVI_ settings or kinds: one line now, not one per child after the broker started.
-        topics = Topics(load(ServiceSettings).topics)
+        common = load(ServiceSettings)
+        topics = Topics(common.topics)
         for k in kinds:
             topics.frames(k)
+        token = gateway_token(common.cache_dir)
     except ConfigError as e:
         die_on_config_error(e)
     try:
@@ -237,14 +275,15 @@ def main(argv: list[str] | None = None) -> int:
             children.start(f"processor-{k}", "process", "--kind", k, "--web-port", "0")
         for scaler in scalers:
             scaler.poll()
-        children.start("gateway", "gateway", "--port", str(a.port), *[f"--kind={k}" for k in kinds])
+        children.start("gateway", "gateway", "--port", str(a.port), *[f"--kind={k}" for k in kinds],
+                       env={"EVI_AUTH_TOKEN": token})
         for i in range(a.streams):
             children.start(
                 f"producer-{i}", "produce", "--source", "sample:", "--stream", f"sample-{i + 1}",
                 *[f"--kind={k}" for k in kinds], "--fps", str(a.fps), "--loop",
             )
-        print(f"\nevi dev: dashboard at http://127.0.0.1:{a.port}/  (Ctrl-C stops everything)\n",
-              flush=True)
+        print(f"\nevi dev: dashboard at {dashboard_link(a.port, token)}  (Ctrl-C stops "
+              f"everything)\n", flush=True)
         while not stop:
             gone = children.exited()
             if gone:

@@ -1,5 +1,6 @@
 """The dashboard in a real headless Chromium, over the whole pipeline on the real broker:
-`evi produce` (sample clip, looping) → two `evi process` (two face models) → `evi gateway`.
+`evi produce` (sample clip, looping) → two `evi process` (two face models) → `evi gateway`
+with a token, opened as `evi dev` prints it (`/#token=…`: the page trades it for a cookie).
 
 It checks that tiles render with boxes (pixels on the canvas, not only the DOM), that a stream
 with two models shows both, the scaling panel, the large view, and that the dashboard comes
@@ -12,9 +13,11 @@ import contextlib
 import pytest
 from playwright.sync_api import Page
 
+from evi.dev import dashboard_link
 from evi.settings import KafkaSettings
 from evi.topics import Topics
 from tests.e2e.browser import chromium_page
+from tests.gateway.gw import TOKEN
 from tests.helpers import REPO, common, evi_process, free_port, http_ok, log_tail, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -53,11 +56,11 @@ def test_dashboard_end_to_end(kafka: KafkaSettings, topics: Topics) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     flags = common(kafka, topics.prefix)
-    fast_probe = {"EVI_PROBE_INTERVAL_S": "0.5", "EVI_KINDS_INTERVAL_S": "1"}
+    env = {"EVI_PROBE_INTERVAL_S": "0.5", "EVI_KINDS_INTERVAL_S": "1", "EVI_AUTH_TOKEN": TOKEN}
 
     def gateway() -> contextlib.AbstractContextManager[object]:
-        return evi_process("e2e-gateway", "gateway", "--port", str(port), *flags,
-                           env=fast_probe)
+        return evi_process("e2e-gateway", "gateway", "--port", str(port), "--metrics-port",
+                           str(free_port()), *flags, env=env)
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(evi_process("e2e-proc-short", "process", "--kind", "face",
@@ -72,11 +75,13 @@ def test_dashboard_end_to_end(kafka: KafkaSettings, topics: Topics) -> None:
 
         with gateway():
             wait_until(lambda: http_ok(f"{url}/readyz"), 60, "gateway ready")
-            page.goto(url)
+            page.goto(dashboard_link(port, TOKEN))
             check_live_dashboard(page)
+            assert page.url == f"{url}/", "the token left the address bar"
             results_before = tile_number(page, "results")
 
-        # The gateway is gone: the banner says so; then it comes back and so does the video.
+        # The gateway is gone: the banner says so; then it comes back and so does the video (the
+        # session cookie is good for every gateway with the same token).
         wait_js(page, "() => document.body.dataset.banner === 'gateway'", "gateway-down banner",
                 20)
         assert "Gateway unreachable" in page.locator("#banner").inner_text()

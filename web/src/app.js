@@ -1,12 +1,13 @@
 // The dashboard: a tile per stream over one multiplexed websocket, the scaling panel and the
 // health banner from the REST API (polled every 2 s).
-import { AuthError, getJSON, setToken, socketURL } from "./api.js";
+import { AuthError, getJSON, hasPendingToken, openSession, socketURL } from "./api.js";
 import { Detail } from "./detail.js";
 import { ScalingPanel } from "./scaling.js";
 import { ReconnectingSocket } from "./socket.js";
 import { Tile } from "./tiles.js";
 
 const POLL_MS = 2000;
+const RENEW_MS = 3600 * 1000; // the session cookie is renewed hourly while the page is open
 
 const $ = (sel) => document.querySelector(sel);
 const grid = $("#grid");
@@ -67,7 +68,6 @@ const socket = new ReconnectingSocket(() => socketURL("/ws/streams?ids=*"), {
     state.attempt = s.attempt;
     state.retryAt = s.open ? 0 : Date.now() + s.retryInMs;
     if (s.open) state.auth = false;
-    if (s.code === 4401) state.auth = true;
     document.body.dataset.ws = s.open ? "open" : "closed";
     render();
   },
@@ -93,12 +93,11 @@ function render() {
     setBanner("auth", `<b>This gateway needs a token.</b>
       <form id="token-form"><input name="token" type="password" placeholder="token"
       autocomplete="off"><button>Use token</button></form>`);
-    $("#token-form").onsubmit = (ev) => {
+    $("#token-form").onsubmit = async (ev) => {
       ev.preventDefault();
-      setToken(ev.target.token.value.trim());
-      state.auth = false;
-      socket.reconnectNow();
-      refresh();
+      const token = ev.target.token.value.trim();
+      ev.target.token.value = "";
+      await signIn(() => openSession(token));
     };
   } else if (gatewayDown) {
     const secs = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
@@ -139,15 +138,46 @@ async function refresh() {
     }
     if (kinds.ok) panel.update(kinds.body);
   } catch (e) {
-    if (e instanceof AuthError) state.auth = true;
-    else state.gatewayUp = false;
+    if (!(e instanceof AuthError)) state.gatewayUp = false;
+    else if (hasPendingToken()) await signIn(() => openSession()); // the link's token
+    else needAuth();
   }
   for (const t of tiles.values()) t.refreshStatus();
   detail.update();
   render();
 }
 
-socket.start();
-refresh();
-setInterval(refresh, POLL_MS);
-setInterval(render, 1000); // the banner's countdown
+// The websocket runs only with a session: without one its handshake is refused (HTTP 401).
+function needAuth() {
+  state.auth = true;
+  state.wsOpen = false;
+  document.body.dataset.ws = "closed";
+  socket.stop();
+}
+
+// true when the session is open (then the socket runs), false when a token is needed.
+async function signIn(open) {
+  try {
+    if (!(await open())) {
+      needAuth();
+      render();
+      return false;
+    }
+    state.auth = false;
+    socket.start();
+  } catch {
+    state.gatewayUp = false;
+    socket.start(); // it retries with backoff and shows the countdown
+  }
+  refresh();
+  return true;
+}
+
+async function boot() {
+  await signIn(() => openSession());
+  setInterval(refresh, POLL_MS);
+  setInterval(render, 1000); // the banner's countdown
+  setInterval(() => openSession().then((ok) => ok || needAuth(), () => {}), RENEW_MS);
+}
+
+boot();

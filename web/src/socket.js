@@ -1,5 +1,6 @@
 // A websocket that reconnects by itself: exponential backoff from 0.5 s to 10 s with ±20 %
 // jitter, reset once a connection has stayed open. tests/gateway/wsclient.py mirrors it.
+// The URL carries no credentials: the browser sends the session cookie with the handshake.
 import { unpack } from "./protocol.js";
 
 export const BACKOFF = { initialMs: 500, factor: 2, maxMs: 10000, jitter: 0.2 };
@@ -17,10 +18,12 @@ export class ReconnectingSocket {
     this.attempt = 0;
     this.ws = null;
     this.timer = null;
-    this.stopped = false;
+    this.stopped = true;
   }
 
+  // Idempotent: a running socket keeps its connection.
   start() {
+    if (!this.stopped) return;
     this.stopped = false;
     this._connect();
   }
@@ -29,6 +32,7 @@ export class ReconnectingSocket {
     this.stopped = true;
     clearTimeout(this.timer);
     if (this.ws) this.ws.close(1000, "bye");
+    this.ws = null;
   }
 
   reconnectNow() {
