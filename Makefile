@@ -7,14 +7,29 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: dev test test-unit lint setup kafka kafka-stop models bench test-deps clean env
+.PHONY: dev test test-unit lint setup kafka kafka-stop models bench test-deps clean env lock
 
-$(STAMP): pyproject.toml
+# The venv installs exactly the lock (requirements/dev.txt, hash-checked: pip itself and the
+# build backend too), then the project without resolving anything. `make lock` writes the locks.
+$(STAMP): requirements/dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements/dev.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Regenerate the locks from pyproject.toml (+ requirements/tools.in: pip and the build backend)
+# for Python 3.11 on linux x86_64, with the sha256 of every file of each pinned version (so an
+# arm64 image installs from the same lock). Versions already locked stay unless pyproject.toml
+# excludes them; `make lock UPGRADE=1` takes the newest. The runtime lock (the image's) is
+# resolved with the dev lock's versions preferred: the image runs what the tests ran.
+LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" \
+	pyproject.toml requirements/tools.in
+lock: $(STAMP)
+	$(LOCK) --extra dev $(if $(UPGRADE),--upgrade) -o requirements/dev.txt
+	cp requirements/dev.txt requirements/runtime.txt
+	$(LOCK) -o requirements/runtime.txt
 
 setup: $(STAMP) models
 	bash deploy/kafka/kafka.sh fetch

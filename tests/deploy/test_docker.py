@@ -145,16 +145,24 @@ def test_every_copied_file_is_in_the_build_context(stages: list[Stage]) -> None:
 def test_context_excludes_what_the_image_must_not_carry() -> None:
     patterns = dockerignore()
     for path in (".venv/bin/python", ".cache/models/x.tflite", ".git/HEAD", "tests/conftest.py",
-                 "deploy/k8s/base/kustomization.yaml", "test-artifacts/logs/a.log"):
+                 "deploy/k8s/base/kustomization.yaml", "test-artifacts/logs/a.log", ".env",
+                 "requirements/dev.txt"):
         assert ignored(path, patterns), path
-    for path in ("pyproject.toml", "README.md", "evi/cli.py", "gateway/app.py",
-                 "processors/app.py", "producers/__main__.py", "web/index.html"):
+    for path in ("pyproject.toml", "README.md", "requirements/runtime.txt", "evi/cli.py",
+                 "gateway/app.py", "processors/app.py", "producers/__main__.py",
+                 "web/index.html"):
         assert not ignored(path, patterns), path
 
 
-def test_dependencies_install_from_pyproject(stages: list[Stage]) -> None:
+def test_dependencies_install_from_the_lock(stages: list[Stage]) -> None:
+    """Only hash-checked files from requirements/runtime.txt; the project without resolving."""
     build = stages[0]
-    script = " ".join(r.args for r in build.all("RUN"))
-    assert "tomllib" in script and "['project']['dependencies']" in script
-    assert "pip install --no-deps ." in script
+    runs = [r.args for r in build.all("RUN")]
+    installs = [part.strip() for r in runs for part in r.split("&&") if "pip install" in part]
+    assert installs == ["pip install --require-hashes -r requirements/runtime.txt",
+                        "pip install --no-deps --no-build-isolation ."]
+    copies = [c.words() for c in build.all("COPY")]
+    assert ["requirements/runtime.txt", "./requirements/"] in copies
+    assert copies.index(["requirements/runtime.txt", "./requirements/"]) == 0, (
+        "the lock layer comes first: a code or pyproject edit does not reinstall it")
     assert build.env()["PATH"].startswith("/opt/venv/bin:")

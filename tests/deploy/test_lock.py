@@ -1,0 +1,136 @@
+"""The supply chain: requirements/{runtime,dev}.txt (`make lock`) pin every package with its
+hashes, agree with pyproject.toml, and are what the Makefile and the image install. Offline:
+a lock that pyproject.toml has moved past fails here with the fix (`make lock`)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib.metadata import version as installed_version
+from typing import Any
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tests.deploy.support import REPO
+
+LOCKS = REPO / "requirements"
+# at-least-once rests on these libraries' internals (docs/processors.md,
+# tests/processors/test_app_faust.py): exact versions in pyproject.toml, not ranges.
+EXACT = ("faust-streaming", "aiokafka", "confluent-kafka")
+# linux x86_64, CPython 3.11: the environment markers the lock is resolved for.
+MARKER_ENV = {"python_version": "3.11", "python_full_version": "3.11.0", "sys_platform": "linux",
+              "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
+              "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+
+
+def pyproject() -> Any:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def parse_lock(name: str) -> dict[str, tuple[str, set[str]]]:
+    """package -> (version, hashes); every requirement is `name==version` with hashes."""
+    out: dict[str, tuple[str, set[str]]] = {}
+    current = ""
+    for raw in (LOCKS / name).read_text().splitlines():
+        line = raw.strip().rstrip("\\").strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("--hash=sha256:"):
+            digest = line.removeprefix("--hash=sha256:")
+            assert current and re.fullmatch(r"[0-9a-f]{64}", digest), (name, raw)
+            out[current][1].add(digest)
+            continue
+        m = PIN.match(line)
+        assert m, f"{name}: {raw!r} is not an exact pin (`make lock` writes only those)"
+        current = str(canonicalize_name(m.group(1)))
+        assert current not in out, f"{name}: {current} twice"
+        out[current] = (m.group(2), set())
+    for package, (_, hashes) in out.items():
+        assert hashes, f"{name}: {package} has no hash (pip --require-hashes would refuse it)"
+    return out
+
+
+@pytest.fixture(scope="module")
+def runtime() -> dict[str, tuple[str, set[str]]]:
+    return parse_lock("runtime.txt")
+
+
+@pytest.fixture(scope="module")
+def dev() -> dict[str, tuple[str, set[str]]]:
+    return parse_lock("dev.txt")
+
+
+def direct(requirements: list[str]) -> list[Requirement]:
+    reqs = [Requirement(r) for r in requirements]
+    return [r for r in reqs if r.marker is None or r.marker.evaluate(MARKER_ENV)]
+
+
+def check_covered(reqs: list[Requirement], lock: dict[str, tuple[str, set[str]]],
+                  name: str) -> None:
+    for req in reqs:
+        package = str(canonicalize_name(req.name))
+        assert package in lock, f"{req} is not in requirements/{name}: run `make lock`"
+        locked = lock[package][0]
+        assert req.specifier.contains(locked, prereleases=True), (
+            f"requirements/{name} has {package}=={locked}, pyproject.toml asks {req}: "
+            "run `make lock`")
+
+
+def test_the_runtime_lock_covers_the_project(runtime: dict[str, tuple[str, set[str]]]) -> None:
+    check_covered(direct(pyproject()["project"]["dependencies"]), runtime, "runtime.txt")
+
+
+def test_the_dev_lock_covers_the_project_and_its_dev_tools(
+    dev: dict[str, tuple[str, set[str]]],
+) -> None:
+    project = pyproject()["project"]
+    check_covered(direct(project["dependencies"] + project["optional-dependencies"]["dev"]),
+                  dev, "dev.txt")
+    assert "uv" in dev, "`make lock` runs the locked uv"
+
+
+def test_the_image_runs_what_the_tests_ran(runtime: dict[str, tuple[str, set[str]]],
+                                            dev: dict[str, tuple[str, set[str]]]) -> None:
+    for package, (version, hashes) in runtime.items():
+        assert package in dev, f"{package} is in the image's lock only"
+        assert dev[package] == (version, hashes), f"{package}: runtime and dev locks differ"
+
+
+def test_the_installer_and_build_backend_are_locked(
+    runtime: dict[str, tuple[str, set[str]]], dev: dict[str, tuple[str, set[str]]],
+) -> None:
+    tools = [line.strip() for line in (LOCKS / "tools.in").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    backend = pyproject()["build-system"]["requires"]
+    assert {str(canonicalize_name(Requirement(r).name)) for r in backend} <= {
+        str(canonicalize_name(Requirement(t).name)) for t in tools}
+    for lock in (runtime, dev):
+        check_covered(direct([*tools, *backend]), lock, "the locks")
+
+
+def test_kafka_libraries_are_exact_and_installed(dev: dict[str, tuple[str, set[str]]]) -> None:
+    pins = {str(canonicalize_name(r.name)): r for r in direct(pyproject()["project"][
+        "dependencies"])}
+    for package in EXACT:
+        spec = list(pins[package].specifier)
+        assert len(spec) == 1 and spec[0].operator == "==", f"pyproject.toml: {pins[package]}"
+        assert dev[package][0] == spec[0].version
+        assert installed_version(package) == spec[0].version, (
+            f"this venv has {package} {installed_version(package)}: `make` installs the lock")
+
+
+def test_make_and_ci_install_the_lock() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    stamp = re.search(r"^\$\(STAMP\): (.*)$", makefile, re.M)
+    assert stamp and "requirements/dev.txt" in stamp.group(1).split()
+    recipe = makefile[stamp.end():].split("\n\n")[0]
+    installs = [line.strip() for line in recipe.splitlines() if "pip install" in line]
+    assert installs == ["$(PY) -m pip install -q --require-hashes -r requirements/dev.txt",
+                        "$(PY) -m pip install -q --no-deps --no-build-isolation -e ."]
+    assert re.search(r"^lock: ", makefile, re.M)
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+    for name in ("runtime.txt", "dev.txt"):
+        assert "make lock" in (LOCKS / name).read_text().split("\n", 3)[1], name
