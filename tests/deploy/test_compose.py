@@ -233,7 +233,10 @@ def test_prometheus_scrapes_every_service(compose: Obj) -> None:
         for dns in job.get("dns_sd_configs", []):
             assert dns["type"] == "A"
             targets |= {(n, dns["port"]) for n in dns["names"]}
-    assert ("gateway", settings_of(compose, "gateway")["port"]) in targets
+    gateway = settings_of(compose, "gateway")
+    assert ("gateway", gateway["metrics_port"]) in targets, "the gateway's own metrics port"
+    assert ("gateway", gateway["port"]) not in targets, "/metrics is not on the API's port"
+    assert [int(p) for p in compose["services"]["gateway"]["expose"]] == [gateway["metrics_port"]]
     assert ("processor-face", settings_of(compose, "processor-face")["web_port"]) in targets
     assert ("producer", settings_of(compose, "producer")["metrics_port"]) in targets
     scaled = {n for j in config["scrape_configs"] for d in j.get("dns_sd_configs", [])

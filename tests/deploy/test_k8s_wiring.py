@@ -38,8 +38,10 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "producer": ProducerSettings,
     "topics": ServiceSettings,
 }
-# The port each service serves on, as its settings name it (producer: --metrics-port 9101).
+# The port each service serves on, as its settings name it (producer: --metrics-port 9101),
+# and the one its /metrics is on (the gateway's is its own, never behind the Ingress).
 PORT_FIELD = {"processor": "web_port", "gateway": "port", "producer": "metrics_port"}
+METRICS_FIELD = {"processor": "web_port", "gateway": "metrics_port", "producer": "metrics_port"}
 
 
 def field_exists(model: type[BaseModel], parts: list[str]) -> bool:
@@ -88,13 +90,16 @@ def test_services_listen_where_the_manifests_probe(rendered: dict[str, list[Obj]
         (container,) = pod_spec(workload)["containers"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         served = settings[PORT_FIELD[role]]
-        assert list(ports.values()) == [served], (workload["metadata"]["name"], ports, served)
+        metrics = settings[METRICS_FIELD[role]]
+        assert sorted(ports.values()) == sorted({served, metrics}), (
+            workload["metadata"]["name"], ports, served, metrics)
         if role in ("processor", "gateway"):
-            default = SETTINGS[role].model_fields[PORT_FIELD[role]].default
-            assert served == default, "the manifest port is the settings default"
+            for field in {PORT_FIELD[role], METRICS_FIELD[role]}:
+                default = SETTINGS[role].model_fields[field].default
+                assert settings[field] == default, "the manifest port is the settings default"
         annotations = workload["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"
-        assert int(annotations["prometheus.io/port"]) == served
+        assert int(annotations["prometheus.io/port"]) == metrics
         assert annotations["prometheus.io/path"] == "/metrics"
         probes = {k: container[k] for k in ("startupProbe", "livenessProbe", "readinessProbe")
                   if k in container}

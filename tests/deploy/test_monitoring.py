@@ -88,8 +88,16 @@ def test_scrape_objects_select_real_pods_and_ports(rendered: dict[str, list[Obj]
             services = [s for s in of_kind(objs, "Service")
                         if selector.items() <= s["metadata"]["labels"].items()]
             assert len(services) == 1, m["metadata"]["name"]
-            ports = {p["name"] for p in services[0]["spec"]["ports"]}
-            assert {e["port"] for e in m["spec"]["endpoints"]} <= ports
+            targets = {p["name"]: p["targetPort"] for p in services[0]["spec"]["ports"]}
+            assert {e["port"] for e in m["spec"]["endpoints"]} <= set(targets)
+            # Each endpoint reaches the pods' port that Prometheus is told to scrape.
+            (pod,) = [d for d in pods if services[0]["spec"]["selector"].items()
+                      <= d["spec"]["template"]["metadata"]["labels"].items()]
+            numbers = {p["name"]: p["containerPort"]
+                       for c in pod_spec(pod)["containers"] for p in c["ports"]}
+            scraped = int(pod["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"])
+            for e in m["spec"]["endpoints"]:
+                assert numbers[targets[e["port"]]] == scraped, m["metadata"]["name"]
         else:
             assert m["kind"] == "PodMonitor"
             hits = [d for d in pods
