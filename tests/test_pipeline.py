@@ -16,6 +16,7 @@ from evi.topics import Topics
 from gateway.fanout import unpack_message
 from producers.sample import SampleClip
 from tests.fixtures.faces import ASTRONAUT_FACE
+from tests.gateway.gw import TOKEN, bearer
 from tests.helpers import common, evi_process, free_port, http_ok, log_tail, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -50,13 +51,15 @@ def test_sample_clip_through_whole_pipeline(kafka: KafkaSettings, topics: Topics
     with (
         # Keep every frame of the clip so each result can be paired with its picture even when
         # the processor trails the producer by the whole clip (first inference warms up).
-        evi_process("slice-gateway", "gateway", "--port", str(port), *flags,
-                    env={"EVI_FRAME_CACHE": str(FRAMES)}),
+        evi_process("slice-gateway", "gateway", "--port", str(port), "--metrics-port",
+                    str(free_port()), *flags,
+                    env={"EVI_FRAME_CACHE": str(FRAMES), "EVI_AUTH_TOKEN": TOKEN}),
         evi_process("slice-processor", "process", "--kind", "face", "--web-port", "0", *flags),
     ):
         wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 60, "gateway ready")
         got: list[dict[str, object]] = []
-        with connect(f"ws://127.0.0.1:{port}/ws/streams/slice", max_size=8 << 20) as ws:
+        with connect(f"ws://127.0.0.1:{port}/ws/streams/slice", max_size=8 << 20,
+                     additional_headers=bearer()) as ws:
             hello, _ = unpack_message(ws.recv(timeout=10))  # type: ignore[arg-type]
             assert hello["type"] == "hello"
             with evi_process(
@@ -98,12 +101,14 @@ def test_sample_clip_through_whole_pipeline(kafka: KafkaSettings, topics: Topics
         assert np.isfinite([float(h["infer_ms"]) for h in got]).all()  # type: ignore[arg-type]
 
         # The registry and REST API know the stream and its numbers.
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=5) as r:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/streams", headers=bearer())
+        with urllib.request.urlopen(req, timeout=5) as r:
             streams = json.load(r)
         assert [s["stream"] for s in streams] == ["slice"]
         assert streams[0]["kinds"] == ["face"] and streams[0]["status"] == "ended"
         assert streams[0]["stats"]["results_seen"] == FRAMES
-        with connect(f"ws://127.0.0.1:{port}/ws/streams/bad%20id") as bad:
+        with connect(f"ws://127.0.0.1:{port}/ws/streams/bad%20id",
+                     additional_headers=bearer()) as bad:
             with pytest.raises(Exception) as closed:
                 bad.recv(timeout=5)
             assert "4400" in str(closed.value)

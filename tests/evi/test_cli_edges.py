@@ -78,7 +78,7 @@ def entries(clip: Path, tmp_path: Path) -> dict[str, list[str]]:
     return {
         "produce": ["produce", "--source", "sample:"],
         "process": ["process", "--kind", "face"],
-        "gateway": ["gateway", "--port", "0"],
+        "gateway": ["gateway", "--port", "0", "--metrics-port", "0", "--no-auth"],
         "record": ["record", "--since", "0", "--out", str(tmp_path / "x.evi")],
         "replay": ["replay", str(clip)],
         "lag": ["lag", "--kind", "face"],
@@ -121,7 +121,7 @@ def test_env_json_that_does_not_parse_stops_every_command_with_one_line(
 ) -> None:
     runs = {name: (args, {"EVI_TOPICS": "{bad"})
             for name, args in entries(clip, tmp_path).items()}
-    runs["gateway kinds"] = (["gateway"], {"EVI_KINDS": "[face"})
+    runs["gateway kinds"] = (["gateway", "--no-auth"], {"EVI_KINDS": "[face"})
     for name, out in in_parallel(runs).items():
         assert out.returncode == 2, (name, out.stderr)
         want = ("EVI_KINDS: not valid JSON (Expecting value at character 2)"
@@ -183,7 +183,8 @@ def test_producer_says_once_that_kafka_does_not_answer_and_keeps_retrying() -> N
 
 
 def test_gateway_keeps_serving_without_kafka_and_without_librdkafkas_lines() -> None:
-    running, _, err = stderr_for(["gateway", "--port", "0", "--bootstrap-servers", DOWN], 8)
+    running, _, err = stderr_for(["gateway", "--port", "0", "--metrics-port", "0", "--no-auth",
+                                  "--bootstrap-servers", DOWN], 8)
     assert running
     clean(err)
     assert "cannot reach Kafka" in err  # gateway/feed.py's line

@@ -25,6 +25,7 @@ from websockets.sync.client import connect
 from evi.kafka import admin, ensure_topics, watermarks
 from evi.settings import KafkaSettings, TopicSettings
 from evi.topics import Topics
+from tests.gateway.gw import TOKEN, bearer
 from tests.gateway.wsclient import hello, recv_results
 from tests.helpers import common, evi_process, free_port, http_ok, log_tail, wait_until
 from tests.private_broker import PrivateBroker, private_broker
@@ -147,13 +148,18 @@ def test_each_principal_is_refused_what_its_acls_do_not_grant(broker: PrivateBro
     assert frames in names and other.frames("face") not in names
 
 
+def api(port: int, path: str) -> urllib.request.Request:
+    return urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=bearer())
+
+
 def test_pipeline_end_to_end_each_service_as_its_own_principal(broker: PrivateBroker,
                                                                topics: Topics) -> None:  # fmt: skip
     port, web = free_port(), free_port()
     env = {user: broker.user_env(user) for user in ("evi-producer", "evi-processor", "evi-gateway")}
-    with evi_process("sasl-gateway", "gateway", "--port", str(port),
-                     *common(broker.as_user("evi-gateway"), topics.prefix),
+    with evi_process("sasl-gateway", "gateway", "--port", str(port), "--metrics-port",
+                     str(free_port()), *common(broker.as_user("evi-gateway"), topics.prefix),
                      env=env["evi-gateway"] | {"EVI_FRAME_CACHE": str(FRAMES),
+                                               "EVI_AUTH_TOKEN": TOKEN,
                                                "EVI_PROBE_INTERVAL_S": "0.5",
                                                "EVI_KINDS_INTERVAL_S": "1"}) as gw, \
             processor("sasl-processor", broker.as_user("evi-processor"), topics, web,
@@ -161,7 +167,8 @@ def test_pipeline_end_to_end_each_service_as_its_own_principal(broker: PrivateBr
         wait_until(lambda: gw.poll() is not None or http_ok(f"http://127.0.0.1:{port}/readyz"),
                    60, "gateway ready")  # fmt: skip
         assert gw.poll() is None, log_tail("sasl-gateway")
-        with connect(f"ws://127.0.0.1:{port}/ws/streams/sec", max_size=8 << 20) as ws:
+        with connect(f"ws://127.0.0.1:{port}/ws/streams/sec", max_size=8 << 20,
+                     additional_headers=bearer()) as ws:
             assert hello(ws)["type"] == "hello"
             with evi_process("sasl-producer", "produce", "--source", "sample:", "--stream", "sec",
                              "--kind", "face", "--fps", "15", "--count", str(FRAMES),
@@ -173,14 +180,14 @@ def test_pipeline_end_to_end_each_service_as_its_own_principal(broker: PrivateBr
                          ("sasl-producer", "sasl-processor", "sasl-gateway"))  # fmt: skip
         assert sorted(int(h["seq"]) for h, _ in got) == list(range(FRAMES)), logs
         assert all(jpeg.startswith(b"\xff\xd8") for _, jpeg in got), "frames paired with results"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=5) as r:
+        with urllib.request.urlopen(api(port, "/api/streams"), timeout=5) as r:
             streams = json.load(r)
         assert [s["stream"] for s in streams] == ["sec"], streams  # the registry, read over TLS
 
         # The gateway's monitor lists and describes the processors' group and its offsets
         # (DESCRIBE on the group prefix): one member, nothing left to process.
         def kind_view() -> dict[str, Any]:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/kinds", timeout=5) as r:
+            with urllib.request.urlopen(api(port, "/api/kinds"), timeout=5) as r:
                 return next((k for k in json.load(r) if k["kind"] == "face"), {})
 
         wait_until(lambda: kind_view().get("workers") == 1 and kind_view().get("lag") == 0, 30,
