@@ -333,3 +333,18 @@ def test_keda_logs_in_as_its_own_user(rendered: dict[str, list[Obj]]) -> None:
     assert refs == {"username": ("evi-kafka-keda", "username"),
                     "password": ("evi-kafka-keda", "password"),
                     "ca": ("evi-kafka-ca", ca_file.rsplit("/", 1)[1])}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_gateway_believes_forwarded_headers_only_behind_its_proxy(
+    rendered: dict[str, list[Obj]], overlay: str,
+) -> None:
+    """X-Forwarded-For from anyone ("*") only where the policy lets nothing but the Ingress
+    controller (and Prometheus) reach the gateway; otherwise a client could pick its address."""
+    objs = rendered[overlay]
+    gateway = named(objs, "Deployment", "evi-gateway")
+    trusted = k8s_settings(objs, gateway)["forwarded_allow_ips"]
+    open_to_all = any(not r.get("from") for r in rules_of(objs, gateway, "Ingress"))
+    if "*" in trusted:
+        assert not open_to_all, f"{overlay}: anyone reaching the gateway may forge its address"
+    assert ("*" in trusted) == (overlay == "prod")
