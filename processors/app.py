@@ -106,6 +106,10 @@ def faust_config(s: ProcessorSettings, group: str) -> dict[str, Any]:
         "web_enabled": True,
         "web_port": s.web_port or pick_port(s.web_bind),
         "web_bind": s.web_bind,
+        # faust serves none of its own pages on our port (docs/processors.md, "faust's web pages"):
+        # /router and /table would tell anyone who can scrape metrics the topology and data.
+        "web_router_enabled": False, "web_tables_enabled": False, "web_stats_enabled": False,
+        "web_graph_enabled": False, "web_metrics_enabled": False,
         "datadir": str(s.cache_dir / "faust" / group),
         "topic_disable_leader": True,  # no extra `__assignor-__leader` topic per app
         "topic_allow_declare": False,  # topics are created by `evi kafka topics`, with our configs
