@@ -58,7 +58,14 @@ class Runtime:
             configure(ppp, model)
             model = ppp.build()
 
-        config: dict[str, Any] = {hints.performance_mode(): _HINTS[hint]}
+        config: dict[str, Any] = {
+            hints.performance_mode(): _HINTS[hint],
+            # FP32 models infer in f32 on every CPU: OpenVINO's default on one with native bf16
+            # (avx512_bf16, AMX) is bf16, whose 8-bit mantissa moves scores and boxes by ~1e-2,
+            # so results would depend on the machine. Reduced precision is a model of its own
+            # (an INT8 IR), chosen on purpose.
+            hints.inference_precision(): ov.Type.f32,
+        }
         if num_requests:
             config[hints.num_requests()] = num_requests
         if threads:
