@@ -171,7 +171,8 @@ def main() -> int:
     env = {**os.environ, "EVI_CLIENT_QUEUE": "64", "EVI_LOG_LEVEL": "WARNING"}
     gw = subprocess.Popen(
         [sys.executable, "-m", "evi.cli", "gateway", "--port", str(port), "--bootstrap-servers",
-         a.bootstrap_servers, "--topic-prefix", topics.prefix], cwd=REPO, env=env,
+         a.bootstrap_servers, "--topic-prefix", topics.prefix, "--no-auth", "--metrics-port",
+         "0"], cwd=REPO, env=env,
         stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30

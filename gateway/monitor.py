@@ -109,6 +109,7 @@ class Monitor:
 
     # --- worker thread ----------------------------------------------------------------------
     def _probe(self) -> tuple[bool, str, dict[str, int]]:
+        self.admin().poll(0)  # serves its routed log lines: unpolled they queue while Kafka is away
         try:
             md = self.admin().list_topics(timeout=self.s.probe_interval_s + 1)
         except KafkaException as e:
@@ -116,14 +117,19 @@ class Monitor:
         parts = {n: len(t.partitions) for n, t in md.topics.items() if t.error is None}
         return True, "", parts
 
-    def _offsets(self, topic: str, n: int, spec: OffsetSpec) -> dict[int, int]:
-        futs = self.admin().list_offsets(
+    @staticmethod
+    def _offsets(a: AdminClient, topic: str, n: int, spec: OffsetSpec) -> dict[int, int]:
+        futs = a.list_offsets(
             {TopicPartition(topic, p): spec for p in range(n)}, request_timeout=TIMEOUT
         )
         return {tp.partition: f.result(TIMEOUT).offset for tp, f in futs.items()}
 
     def _sample(self, kinds: list[str]) -> dict[str, Lag]:
-        a = self.admin()
+        # A client per sample (every kinds_interval_s): group admin calls that time out while
+        # the brokers change can trip librdkafka's `eonce->refcnt > 0` assertion and abort the
+        # process (librdkafka#4605, seen in tests/faults/test_broker_kill_cluster.py); a fresh
+        # client also never keeps a stale leader.
+        a = AdminClient(self.s.kafka.client_config())
         listed = a.list_consumer_groups(request_timeout=TIMEOUT).result(TIMEOUT)
         ids = [g.group_id for g in listed.valid]
         mine = {k: groups_of(k, kinds, ids, self.topics) for k in kinds}
@@ -136,8 +142,8 @@ class Monitor:
         for kind in kinds:
             topic = self.topics.frames(kind)
             n = self.partitions.get(topic, 0)
-            start = self._offsets(topic, n, EARLIEST) if n else {}
-            end = self._offsets(topic, n, LATEST) if n else {}
+            start = self._offsets(a, topic, n, EARLIEST) if n else {}
+            end = self._offsets(a, topic, n, LATEST) if n else {}
             groups: list[GroupView] = []
             for gid in mine[kind]:
                 req = [ConsumerGroupTopicPartitions(gid, [TopicPartition(topic, p) for p in end])]

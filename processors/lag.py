@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 from faust.types import TP
 
@@ -36,6 +36,7 @@ class EndOffsets:
     """End offsets of partitions, one batched ListOffsets request per call, off the loop."""
 
     def __init__(self, kafka: KafkaSettings, timeout_s: float = 5.0) -> None:
+        self._kafka = kafka
         self._admin = AdminClient(kafka.client_config())
         self._timeout = timeout_s
 
@@ -47,11 +48,17 @@ class EndOffsets:
     def _ends(self, tps: list[TP]) -> dict[TP, int]:
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
         asked = {TopicPartition(tp.topic, tp.partition): latest for tp in tps}
-        futures = self._admin.list_offsets(asked, request_timeout=self._timeout)
-        return {
-            TP(tp.topic, tp.partition): int(f.result(timeout=self._timeout).offset)
-            for tp, f in futures.items()
-        }
+        try:
+            futures = self._admin.list_offsets(asked, request_timeout=self._timeout)
+            return {
+                TP(tp.topic, tp.partition): int(f.result(timeout=self._timeout).offset)
+                for tp, f in futures.items()
+            }
+        except (KafkaException, TimeoutError):
+            # After a broker restart or a failover the client kept asking the old leader
+            # (FENCED_LEADER_EPOCH for 100+ s, or timeouts): the next call gets a fresh one.
+            self._admin = AdminClient(self._kafka.client_config())
+            raise
 
 
 @dataclass(slots=True)

@@ -31,7 +31,6 @@ from pydantic import SecretStr
 
 from evi.cli import KAFKA_SCRIPT
 from evi.settings import REPO_ROOT, KafkaSettings
-from tests.helpers import free_port
 
 SHARED_PORT = 9092
 ACTIONS = ("start", "stop", "status", "acls", "certs")
@@ -133,8 +132,8 @@ def private_broker(root: Path, heap: str = "-Xms128m -Xmx256m",
     `security` plaintext or sasl_ssl (certificates, users and the `evi` prefix's ACLs made by
     kafka.sh); stop it when done."""
     _private_root(root)
-    port, controller = free_port(), free_port()
-    assert SHARED_PORT not in (port, controller) and port != controller
+    port = _free_range(2)
+    controller = port + 1
     env = {**os.environ, "EVI_CACHE_DIR": str(root), "EVI_KAFKA_HOST": "127.0.0.1",
            "EVI_KAFKA_PORT": str(port), "EVI_KAFKA_CONTROLLER_PORT": str(controller),
            "EVI_KAFKA_START_TIMEOUT": "90", "EVI_KAFKA_STOP_TIMEOUT": "30",
@@ -150,7 +149,9 @@ def private_broker(root: Path, heap: str = "-Xms128m -Xmx256m",
 def _free_range(n: int) -> int:
     """A first port p with p..p+n-1 all free on loopback now (never the shared broker's)."""
     for _ in range(200):
-        base = random.randrange(20000, 60000 - n)
+        # Below the kernel's ephemeral range (32768-60999): a port there can be taken as the
+        # local end of some connection while a stopped broker is down, and it cannot restart.
+        base = random.randrange(20000, 32768 - n)
         if SHARED_PORT in range(base, base + n):
             continue
         try:

@@ -122,6 +122,7 @@ def test_ports(stages: list[Stage]) -> None:
     (expose,) = stages[-1].all("EXPOSE")
     ports = {int(p) for p in expose.args.split()}
     assert ports == {GatewaySettings.model_fields["port"].default,
+                     GatewaySettings.model_fields["metrics_port"].default,
                      ProcessorSettings.model_fields["web_port"].default, 9101}
 
 

@@ -1,7 +1,7 @@
 """A catalogue of malformed records, each with the reason the gateway must count it under.
 
 Used in memory (tests/gateway/test_robustness.py) and on the real broker
-(tests/gateway/test_must_show.py)."""
+(tests/gateway/test_bad_records_and_stream_floods_kafka.py)."""
 
 from __future__ import annotations
 
