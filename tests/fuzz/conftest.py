@@ -18,7 +18,7 @@ def pipeline() -> Iterator[FramePipeline]:
     cache = REPO_ROOT / ".cache"
     model = default_models()["face"]
     if not model.resolve_path(cache).is_file():
-        pytest.skip(f"{model.resolve_path(cache)} is missing: `make setup` fetches it")
+        pytest.fail(f"{model.resolve_path(cache)} is missing: `make setup` fetches it")
     p = FramePipeline.create("face", model, cache)
     yield p
     p.close()
