@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from prometheus_client import Counter
 
@@ -21,6 +22,7 @@ EVICTED = Counter(
     "Per-stream state let go: idle for stream_idle_s, or past max_streams / max_registry",
     ["table", "reason"],
 )
+V = TypeVar("V")
 OTHER_MODEL = "other"  # the label results of models past max_models per kind are counted under
 
 
@@ -36,7 +38,25 @@ class StreamState:
     pending: deque[tuple[float, Result]] = field(default_factory=deque)  # waiting for frames
 
 
-class Streams:
+class _ByStream(Generic[V]):
+    """A table keyed by stream id, oldest first (OrderedDict order), read like a mapping."""
+
+    _all: OrderedDict[str, V]
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def __contains__(self, stream: object) -> bool:
+        return stream in self._all
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all)
+
+    def get(self, stream: str) -> V | None:
+        return self._all.get(stream)
+
+
+class Streams(_ByStream[StreamState]):
     """Per-stream state, least recently seen first; capped and swept for idle streams."""
 
     def __init__(
@@ -49,18 +69,6 @@ class Streams:
         self.max_models = max_models
         self.on_evict = on_evict
         self._all: OrderedDict[str, StreamState] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._all)
-
-    def __contains__(self, stream: object) -> bool:
-        return stream in self._all
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all)
-
-    def get(self, stream: str) -> StreamState | None:
-        return self._all.get(stream)
 
     def touch(self, stream: str, now: float) -> StreamState:
         """The stream's state (made if new), marked as seen now."""
@@ -94,24 +102,12 @@ class Streams:
         self.on_evict(stream, st)
 
 
-class Registry:
+class Registry(_ByStream[StreamInfo]):
     """Entries of the compacted registry topic, capped; the one updated longest ago goes first."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self._all: OrderedDict[str, StreamInfo] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._all)
-
-    def __contains__(self, stream: object) -> bool:
-        return stream in self._all
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all)
-
-    def get(self, stream: str) -> StreamInfo | None:
-        return self._all.get(stream)
 
     def put(self, info: StreamInfo) -> None:
         self._all.pop(info.stream, None)
