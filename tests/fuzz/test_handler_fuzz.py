@@ -10,8 +10,6 @@ import random
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from faust.types.tuples import ConsumerMessage
@@ -25,6 +23,7 @@ from processors.settings import ProcessorSettings
 from tests.fuzz import budget
 from tests.fuzz.corpus import corpus
 from tests.fuzz.mutate import make_case, weights
+from tests.processors.fakes import FakeEvent, FakeSink
 
 TOPIC = "evi.frames.face"
 REASON = re.compile(rb"\A[a-z][a-z0-9-]{0,31}\Z")
@@ -32,26 +31,6 @@ ORIGIN = re.compile(rb"\Aevi\.frames\.face\[(\d+)\]@(\d+)\Z")
 STREAMS = ["cam1", "cam-2", "lobby.east", "x" * 128]
 TRICKY = [b"", b"-1", b"1_000", b" 12", b"\xd9\xa1\xd9\xa2", b"9" * 30, b"9" * 5000, b"0",
           b"65536", b"image/png", b"2", b"\xff\xfe", b"cam1\n", "é".encode()]  # fmt: skip
-
-
-@dataclass
-class RecordingSink:
-    sent: dict[str, list[tuple[bytes | None, bytes, Any]]] = field(default_factory=dict)
-
-    async def send(self, topic: str, key: bytes | None, value: bytes, headers: Any = None
-                   ) -> asyncio.Future[None]:  # fmt: skip
-        self.sent.setdefault(topic, []).append((key, value, headers))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-
-@dataclass
-class Event:
-    message: ConsumerMessage
-
-    def ack(self) -> bool:
-        return True
 
 
 class Frames:
@@ -101,7 +80,7 @@ class Frames:
                 rng.shuffle(headers)
         return headers
 
-    def event(self) -> Event:
+    def event(self) -> FakeEvent:
         rng = self.rng
         self.offset += 1
         stream = rng.choice(STREAMS)
@@ -111,10 +90,10 @@ class Frames:
         key = rng.choice([stream.encode()] * 6 + [None, b"other", b"k" * 1000])
         msg = ConsumerMessage(TOPIC, 0, self.offset, time.time(), 0, headers, key, self.jpeg(),
                               None)  # fmt: skip
-        return Event(msg)
+        return FakeEvent(msg, [])
 
 
-def parsed(event: Event, limit: int) -> FrameMeta | None:
+def parsed(event: FakeEvent, limit: int) -> FrameMeta | None:
     msg = event.message
     try:
         return parse_frame(msg.key, msg.value, msg.headers, limit)
@@ -130,7 +109,7 @@ async def test_every_fuzzed_frame_ends_as_one_result_or_one_dead_letter(
     print(f"\nhandler fuzz: EVI_FUZZ_SEED={seed}, {seconds:.0f} s, at most {max_frames} frames")
     s = ProcessorSettings()
     topics = Topics(s.topics)
-    sink = RecordingSink()
+    sink = FakeSink()
     done: list[int] = []
     handler = FrameHandler(s, pipeline, sink, lambda p, o, ts: done.append(o))
     results = sink.sent.setdefault(topics.results("face"), [])

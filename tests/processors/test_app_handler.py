@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -20,6 +19,7 @@ from evi.wire import Detection, FrameMeta, Result, decode_result, frame_headers
 from processors import metrics
 from processors.handler import Acker, FrameHandler, PinnedEvent, handed
 from processors.settings import ProcessorSettings
+from tests.processors.fakes import FakeEvent, FakeSink
 
 JPEG = b"\xff\xd8\xff\xe0 a jpeg"
 CORRUPT = b"\xff\xd8\xff\xe0 truncated"
@@ -37,28 +37,6 @@ class FakePipeline:
             raise RuntimeError("boom")
         return Result(meta.stream, meta.seq, meta.ts_ms, int(time.time() * 1000), "face",
                       self.model_name, infer_ms=1.0)  # fmt: skip
-
-
-@dataclass
-class FakeSink:
-    sent: dict[str, list[tuple[bytes | None, bytes, Any]]] = field(default_factory=dict)
-
-    async def send(self, topic: str, key: bytes | None, value: bytes, headers: Any = None
-                   ) -> asyncio.Future[None]:  # fmt: skip
-        self.sent.setdefault(topic, []).append((key, value, headers))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-
-@dataclass
-class FakeEvent:
-    message: ConsumerMessage
-    acks: list[int]
-
-    def ack(self) -> bool:
-        self.acks.append(self.message.offset)
-        return True
 
 
 def event(offset: int, value: bytes, stream: str = "cam1", seq: int | None = None,
