@@ -565,13 +565,13 @@ launch_node() {
 wait_node() { # deadline (in $SECONDS)
   local pid
   while ((SECONDS < $1)); do
+    if broker_answers; then  # ours, or one launch_node left alone (not started by this script)
+      pid="$(running_pid)" && log "up (pid $pid) on $BOOTSTRAP after $(elapsed)s"
+      return 0
+    fi
     if ! pid="$(running_pid)"; then
       show_log_tail 30
       die "broker $NODE_ID exited during start-up"
-    fi
-    if broker_answers; then
-      log "up (pid $pid) on $BOOTSTRAP after $(elapsed)s"
-      return 0
     fi
     sleep 0.2
   done
