@@ -23,11 +23,12 @@ from processors.pipeline import FramePipeline
 from processors.settings import ProcessorSettings
 from tests.fuzz.contract import TARGETS, check_decode
 from tests.fuzz.corpus import corpus
-from tests.fuzz.test_handler_fuzz import REASON, Event, RecordingSink
+from tests.fuzz.test_handler_fuzz import REASON
 from tests.fuzz.test_jpeg_fuzz import run_child
 from tests.fuzz.test_wire_frames import SAFE_STREAM
 from tests.fuzz.test_wire_frames import check as check_frame
 from tests.fuzz.test_wire_records import check_dead_letter, check_result, check_stream_info
+from tests.processors.fakes import FakeEvent, FakeSink
 
 CRASHERS = Path(__file__).with_name("crashers.json")
 ENTRIES: list[dict[str, Any]] = json.loads(CRASHERS.read_text())
@@ -103,7 +104,7 @@ def test_dead_letter_headers_crashers(entry: dict[str, Any]) -> None:
 async def test_handler_crashers(entry: dict[str, Any], pipeline: FramePipeline) -> None:
     """The JPEG as a frame record with valid headers, in a batch between two good frames."""
     s = ProcessorSettings()
-    sink = RecordingSink()
+    sink = FakeSink()
     handler = FrameHandler(s, pipeline, sink, lambda p, o, ts: None)
     face = dict(corpus())["astronaut/simplejpeg-q10-444"]
     events = [frame(1, face), frame(2, data(entry)), frame(3, face)]
@@ -116,7 +117,8 @@ async def test_handler_crashers(entry: dict[str, Any], pipeline: FramePipeline) 
     assert all(REASON.match(dict(h).get("evi-dlq-reason", b"")) for _, _, h in letters)
 
 
-def frame(offset: int, jpeg: bytes) -> Event:
+def frame(offset: int, jpeg: bytes) -> FakeEvent:
     meta = FrameMeta("cam1", offset, int(time.time() * 1000), 512, 512)
-    return Event(ConsumerMessage("evi.frames.face", 0, offset, time.time(), 0,
-                                 frame_headers(meta), b"cam1", jpeg, None))  # fmt: skip
+    msg = ConsumerMessage("evi.frames.face", 0, offset, time.time(), 0, frame_headers(meta),
+                          b"cam1", jpeg, None)  # fmt: skip
+    return FakeEvent(msg, [])
