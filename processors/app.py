@@ -14,6 +14,7 @@ import asyncio
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -228,6 +229,9 @@ def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Pro
     end_offsets = EndOffsets(s.kafka)
     model = pipeline.model_name
 
+    answered = [time.monotonic()]  # the last time Kafka answered a measurement
+    away_said = [False]
+
     async def measure() -> None:
         infer_fps = rates[0].rate(handler.inferred)
         drop_fps = rates[1].rate(handler.dropped)
@@ -238,8 +242,17 @@ def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Pro
         try:
             ends = await end_offsets(tps)
         except (KafkaException, TimeoutError) as e:
-            log.warning("cannot measure lag: %r", e)
+            # The broker away: said once; past broker_outage_s the worker gives up even with
+            # nothing to deliver (a delivery would fail at the same bound), and is restarted.
+            away = time.monotonic() - answered[0]
+            if away > s.broker_outage_s:
+                lifecycle.fatal(e, f"Kafka has not answered for {away:.0f} s (broker_outage_s)")
+            elif not away_said[0]:
+                away_said[0] = True
+                log.warning("cannot measure lag (Kafka away?): %s; giving up after %g s",
+                            e.args[0] if e.args else e, s.broker_outage_s)  # fmt: skip
             return
+        answered[0], away_said[0] = time.monotonic(), False
         snap = tracker.update(ends, app.monitor.tp_committed_offsets or {})
         health.observe(snap, len(tps))
 
