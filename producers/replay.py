@@ -39,6 +39,7 @@ from producers.publisher import producer_config
 from producers.record import WindowError, WindowReader, format_time, parse_time
 from producers.registry import ENDED, ERROR, LIVE, Registry, registry_config
 from producers.settings import PublisherSettings
+from producers.sources import file_problem
 
 Headers = list[tuple[str, str | bytes | None]]
 
@@ -281,13 +282,7 @@ def _go(s: ReplaySettings, a: argparse.Namespace, job: Job, stop: threading.Even
 
 def clip_problem(clip: Path) -> str | None:
     """Why the clip file cannot be read at all (what it holds is checked by check_clip)."""
-    if not clip.exists():
-        return f"no such clip file: {clip}"
-    if not clip.is_file():
-        return f"{clip} is not a clip file"
-    if not os.access(clip, os.R_OK):
-        return f"cannot read clip file {clip}: permission denied"
-    return None
+    return file_problem(clip, "clip file", str(clip))
 
 
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:

@@ -43,13 +43,17 @@ def missing_file(spec: str) -> str | None:
     a readable file and for the other kinds of source (opened, and retried, when they start)."""
     if spec.startswith("sample:") or is_url(spec) or is_camera(spec) or is_images(spec):
         return None
-    path = Path(spec).expanduser()
+    return file_problem(Path(spec).expanduser(), "video file", spec)
+
+
+def file_problem(path: Path, what: str, shown: str) -> str | None:
+    """Why `path` (a `what`, shown to the user as `shown`) cannot be read; None when it can."""
     if not path.exists():
-        return f"no such video file: {spec}"
+        return f"no such {what}: {shown}"
     if not path.is_file():
-        return f"{spec} is not a video file"
+        return f"{shown} is not a {what}"
     if not os.access(path, os.R_OK):
-        return f"cannot read video file {spec}: permission denied"
+        return f"cannot read {what} {shown}: permission denied"
     return None
 
 
