@@ -183,7 +183,8 @@ class FrameHandler:
         settled: dict[int, Outcome] = {}
         if self.flight is not None:
             await self.flight.ready()
-            settled = await self._left_in_flight(good)
+            if self.flight.suspicious:
+                settled = await self._left_in_flight(good)
         normal = [(e, m) for e, m in good if id(e) not in settled]
         started = await self._run(normal)
         batch.jobs = [(e, m, settled[id(e)] if id(e) in settled else started[id(e)])

@@ -168,6 +168,12 @@ class Flight:
             await self._loading
 
     # --- per batch -----------------------------------------------------------------------------
+    @property
+    def suspicious(self) -> bool:
+        """Whether any frame is left to run alone or quarantine (almost never: the hot path asks
+        this once per batch instead of a verdict per frame)."""
+        return bool(self._suspects or self._quarantine)
+
     def verdict(self, partition: int, offset: int) -> Verdict | None:
         """None for a frame that runs normally; else whether to quarantine it or run it alone."""
         if self._quarantine.get(partition) == offset:
