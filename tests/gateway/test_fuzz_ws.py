@@ -125,7 +125,9 @@ def test_client_floods_close_with_1009_or_1008_and_slow_talk_is_fine(
         got = closed_by(client, send, pause)
         count("floods", f"{name}: {got}")
         assert got == want, name
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # The server's errors only: the test's own vanishing clients (websockets.client) may log theirs.
+    assert not [r for r in caplog.records
+                if r.levelno >= logging.ERROR and not r.name.startswith("websockets.client")]
     wait_until(lambda: len(fanout.subscribers) == 0, 5, "no subscriber left", step=0.01)
 
 
@@ -165,5 +167,7 @@ def test_clients_vanishing_mid_send_do_not_hurt_a_good_client(
         got = [unpack_message(good.recv(timeout=5)) for _ in range(5)]  # type: ignore[arg-type]
     assert [(h["type"], h["seq"], body) for h, body in got] == [
         ("result", s, jpeg(s)) for s in range(5)]
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # The server's errors only: the test's own vanishing clients (websockets.client) may log theirs.
+    assert not [r for r in caplog.records
+                if r.levelno >= logging.ERROR and not r.name.startswith("websockets.client")]
     assert client.get("/readyz").json() == {"status": "ready"}
