@@ -45,6 +45,7 @@ MAX_TS_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 MAX_SIDE = 65_535  # JPEG's own limit on a side
 MAX_SCHEMA = 1_000_000
 MAX_DETECTIONS = 1_000
+MAX_KEYPOINTS = 64  # per detection (MediaPipe's pose detector has 4, BlazeFace 6)
 MAX_TEXT = 1_024  # free-text fields (registry source and message)
 MAX_PRODUCER = 128
 
@@ -150,7 +151,8 @@ def parse_frame(
 
 @dataclass(frozen=True, slots=True)
 class Detection:
-    """One detected object; box corners are normalised to 0..1 of the frame."""
+    """One detected object; box corners and keypoints (x, y) are normalised to 0..1 of the frame.
+    Keypoints are the model's own (their order is the model's; docs/wire-format.md)."""
 
     label: str
     score: float
@@ -158,13 +160,17 @@ class Detection:
     y1: float
     x2: float
     y2: float
+    keypoints: tuple[tuple[float, float], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "label": self.label,
             "score": round(self.score, 4),
             "box": [round(self.x1, 5), round(self.y1, 5), round(self.x2, 5), round(self.y2, 5)],
         }
+        if self.keypoints:  # omitted when empty: results without keypoints stay as they were
+            doc["keypoints"] = [[round(x, 5), round(y, 5)] for x, y in self.keypoints]
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +276,23 @@ def _detection(d: object) -> Detection:
     if not isinstance(box, list) or len(box) != 4:
         raise BadResult("a detection's box is not a list of 4 numbers")
     x1, y1, x2, y2 = (_float({"box": v}, "box", -1e6, 1e6) for v in box)
-    return Detection(_str(d, "label", 64), _float(d, "score", -1e6, 1e6), x1, y1, x2, y2)
+    return Detection(
+        _str(d, "label", 64), _float(d, "score", -1e6, 1e6), x1, y1, x2, y2, _keypoints(d)
+    )
+
+
+def _keypoints(d: Mapping[str, Any]) -> tuple[tuple[float, float], ...]:
+    """The optional `keypoints`: at most MAX_KEYPOINTS [x, y] pairs of finite numbers."""
+    kps = d.get("keypoints", [])
+    if not isinstance(kps, list) or len(kps) > MAX_KEYPOINTS:
+        raise BadResult(f"a detection's keypoints are not a list of at most {MAX_KEYPOINTS} points")
+    points = []
+    for kp in kps:
+        if not isinstance(kp, list) or len(kp) != 2:
+            raise BadResult("a keypoint is not a list of 2 numbers")
+        x, y = (_float({"keypoint": v}, "keypoint", -1e6, 1e6) for v in kp)
+        points.append((x, y))
+    return tuple(points)
 
 
 def decode_result(value: bytes | None) -> Result:

