@@ -109,6 +109,56 @@ def test_bad_results_are_rejected(value: bytes) -> None:
         decode_result(value)
 
 
+def test_keypoints_round_trip_and_are_omitted_when_empty() -> None:
+    pose = Detection("person", 0.8, 0.0, 0.0, 1.0, 1.0,
+                     ((0.301495, 1.066391), (0.46, 0.04), (0.41, 0.48), (0.52, -0.27)))  # fmt: skip
+    r = Result(stream="cam-1", seq=7, ts_ms=1000, processed_ms=1040, kind="person",
+               model="mediapipe-pose", detections=[pose, Detection("person", 0.6, 0, 0, 1, 1)])
+    doc = json.loads(encode_result(r))
+    # Rounded like the box; outside 0..1 when the point is outside the frame (a hip below it).
+    assert doc["detections"][0]["keypoints"] == [
+        [0.3015, 1.06639], [0.46, 0.04], [0.41, 0.48], [0.52, -0.27]
+    ]  # fmt: skip
+    assert "keypoints" not in doc["detections"][1]
+    back = decode_result(encode_result(r))
+    assert back.detections[0].keypoints == ((0.3015, 1.06639), (0.46, 0.04), (0.41, 0.48),
+                                            (0.52, -0.27))  # fmt: skip
+    assert back.detections[1].keypoints == ()
+
+
+def _with_keypoints(keypoints: object) -> bytes:
+    doc = {"schema": 1, "stream": "a", "seq": 1, "ts_ms": 1, "processed_ms": 1, "kind": "person",
+           "model": "m", "detections": [{"label": "p", "score": 1, "box": [0, 0, 1, 1],
+                                         "keypoints": keypoints}]}  # fmt: skip
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(
+    ("keypoints", "why"),
+    [
+        ({"x": 1}, "not a list"),
+        ([[0.5, 0.5]] * 65, "at most 64"),
+        ([[0.5]], "2 numbers"),
+        ([[0.5, 0.5, 0.5]], "2 numbers"),
+        ([0.5, 0.5], "2 numbers"),
+        ([["0.5", 0.5]], "not a number"),
+        ([[True, 0.5]], "not a number"),
+        ([[0.5, 1e300]], "not in"),
+        ([[0.5, None]], "not a number"),
+    ],
+)
+def test_bad_keypoints_are_rejected(keypoints: object, why: str) -> None:
+    with pytest.raises(BadResult, match=why):
+        decode_result(_with_keypoints(keypoints))
+
+
+def test_keypoints_that_are_not_finite_are_rejected() -> None:
+    raw = _with_keypoints([[0.5, 0.5]]).replace(b"[[0.5, 0.5]]", b"[[NaN, 0.5]]")
+    with pytest.raises(BadResult, match="not JSON"):
+        decode_result(raw)
+    assert len(decode_result(_with_keypoints([[0.5, 0.5]] * 64)).detections[0].keypoints) == 64
+
+
 def test_stream_info_round_trip() -> None:
     info = StreamInfo("cam-1", "rtsp://127.0.0.1/x", ["face", "person"], 15.0, 640, 480, "live")
     assert decode_stream_info(encode_stream_info(info)) == info

@@ -49,3 +49,11 @@ def full_pipeline(cache_dir: Path) -> Iterator[FramePipeline]:
     p = FramePipeline.create("face", cfg, cache_dir)
     yield p
     p.close()
+
+
+@pytest.fixture(scope="session")
+def pose_pipeline(cache_dir: Path) -> Iterator[FramePipeline]:
+    cfg = BlazeFaceConfig(name="mediapipe-pose", variant="pose")  # score threshold 0.5
+    p = FramePipeline.create("person", cfg, cache_dir)
+    yield p
+    p.close()
