@@ -313,7 +313,13 @@ def test_the_example_models_yaml_is_valid() -> None:
     assert [m.name for m in models.choices("face")] == [
         "blazeface-short", "blazeface-full", "face-detection-retail-0004",
     ]  # fmt: skip
-    assert [m.family for m in models.values()] == ["blazeface", "ssd", "ssd", "yolo", "classify"]
+    assert [m.family for m in models.values()] == [
+        "blazeface", "blazeface", "ssd", "yolo", "classify",
+    ]  # fmt: skip
+    assert [m.name for m in models.choices("person")] == [
+        "mediapipe-pose", "person-detection-retail-0013", "person-detection-0200",
+    ]  # fmt: skip
+    assert models["person"] == default_models()["person"]  # the same default either way
     assert [m.family for m in models.choices("traffic")] == ["yolo", "ssd", "ssd"]
     yolo = models["traffic"]
     assert isinstance(yolo, YoloConfig) and yolo.labels[7] == "truck" and 4 not in yolo.labels
