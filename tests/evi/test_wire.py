@@ -126,6 +126,16 @@ def test_keypoints_round_trip_and_are_omitted_when_empty() -> None:
     assert back.detections[1].keypoints == ()
 
 
+def test_the_gateways_result_header_passes_keypoints_through() -> None:
+    from gateway.protocol import pack_message, result_header, unpack_message
+
+    pose = Detection("person", 0.8, 0.0, 0.0, 1.0, 1.0, ((0.5, 1.25), (0.5, 0.0)))
+    r = Result(stream="cam-1", seq=7, ts_ms=1000, processed_ms=1040, kind="person",
+               model="mediapipe-pose", detections=[pose])  # fmt: skip
+    header, _ = unpack_message(pack_message(result_header(r, has_image=False)))
+    assert header["detections"][0]["keypoints"] == [[0.5, 1.25], [0.5, 0.0]]
+
+
 def _with_keypoints(keypoints: object) -> bytes:
     doc = {"schema": 1, "stream": "a", "seq": 1, "ts_ms": 1, "processed_ms": 1, "kind": "person",
            "model": "m", "detections": [{"label": "p", "score": 1, "box": [0, 0, 1, 1],
