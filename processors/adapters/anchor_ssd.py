@@ -70,9 +70,9 @@ class AnchorSsdSpec:
 
 
 class AnchorSsdAdapter(Adapter[BlazeFaceConfig]):
-    """Decodes any `AnchorSsdSpec`; subclasses say which spec a config's variant means."""
+    """Decodes any `AnchorSsdSpec`; a subclass names the family and says which spec an entry
+    means (blazeface.py: by its `variant`)."""
 
-    family = "anchor-ssd"
     input_spec = InputSpec(layout="NHWC", color="RGB", mean=127.5, scale=127.5)  # → [-1, 1]
 
     def __init__(self, config: BlazeFaceConfig, spec: AnchorSsdSpec) -> None:
