@@ -164,9 +164,9 @@ class AnchorSsdAdapter(Adapter[BlazeFaceConfig]):
 def alignment_boxes(points: F32, prep: Letterbox, rule: AlignmentRect) -> F32:
     """Boxes [K,4] normalised to the frame (clipped) from keypoints [K,k,2] normalised to the
     frame (not clipped: a hip below a portrait's edge still places the box)."""
-    # Distances and angles are in frame pixels; the letterboxed picture has the frame's aspect, so
-    # its size stands in for the frame's (normalised results are the same).
-    w, h = prep.resized
+    # Distances and angles are in frame pixels, as MediaPipe measures them (image_size). Without
+    # the frame's size the letterboxed picture's stands in (same aspect, up to rounding).
+    w, h = prep.frame if prep.frame[0] else prep.resized
     out = np.empty((len(points), 4), np.float32)
     for i, p in enumerate(points.tolist()):
         (x0, y0), (x1, y1) = p[rule.start], p[rule.end]

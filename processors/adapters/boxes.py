@@ -3,7 +3,7 @@ or stretch) and back, SSD anchor centres, IoU and non-maximum suppression."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import cv2
@@ -24,6 +24,9 @@ class Letterbox:
     tensor: Size
     resized: Size
     pad: tuple[int, int]
+    # The picture placed, when known (the frame, maybe decoded smaller); not part of where it
+    # landed, so equality ignores it.
+    frame: Size = field(default=(0, 0), compare=False)
 
     def to_frame(self, boxes: F32) -> F32:
         """Boxes [K,4] (x1,y1,x2,y2) normalised to the tensor → normalised to the frame, clipped."""
@@ -54,7 +57,8 @@ def letterbox_geometry(frame: Size, tensor: Size) -> Letterbox:
     tw, th = tensor
     s = min(tw / fw, th / fh)
     rw, rh = max(1, min(tw, round(fw * s))), max(1, min(th, round(fh * s)))
-    return Letterbox(tensor=tensor, resized=(rw, rh), pad=((tw - rw) // 2, (th - rh) // 2))
+    pad = ((tw - rw) // 2, (th - rh) // 2)
+    return Letterbox(tensor=tensor, resized=(rw, rh), pad=pad, frame=frame)
 
 
 def letterbox(image: U8, tensor: Size) -> tuple[U8, Letterbox]:
@@ -83,7 +87,8 @@ def stretch(image: U8, tensor: Size) -> tuple[U8, Letterbox]:
         shrink = tw < image.shape[1] / 2 and th < image.shape[0] / 2
         interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
         cv2.resize(image, tensor, dst=batch[0], interpolation=interp)
-    return batch, Letterbox(tensor=tensor, resized=tensor, pad=(0, 0))
+    frame = (image.shape[1], image.shape[0])
+    return batch, Letterbox(tensor=tensor, resized=tensor, pad=(0, 0), frame=frame)
 
 
 def sigmoid(x: F32) -> F32:

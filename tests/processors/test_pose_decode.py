@@ -111,9 +111,16 @@ def test_distances_are_in_frame_pixels_on_a_wide_frame() -> None:
     """On a 640x480 frame a vertical hip-to-point distance of 0.2 of the height is 96 px: the
     square is 240 px a side, 0.375 of the width and 0.5 of the height."""
     lb = letterbox_geometry((640, 480), (224, 224))
+    assert (lb.resized, lb.frame) == ((224, 168), (640, 480))
     points = np.array([[[0.5, 0.6], [0.5, 0.4], [0, 0], [0, 0]]], np.float32)
     box = alignment_boxes(points, lb, AlignmentRect(0, 1, 90.0, 1.25))[0]
-    assert box.tolist() == pytest.approx([0.5 - 0.1875, 0.35, 0.5 + 0.1875, 0.85], abs=2e-3)
+    assert box.tolist() == pytest.approx([0.5 - 0.1875, 0.35, 0.5 + 0.1875, 0.85], abs=1e-6)
+    # 700x500 letterboxes to 224x160 (aspect 1.4 both): the frame's size is used either way.
+    odd = letterbox_geometry((700, 500), (224, 224))
+    assert odd.frame == (700, 500)
+    box = alignment_boxes(points, odd, AlignmentRect(0, 1, 90.0, 1.25))[0]
+    half_w = 0.5 * 500 / 700 / 2  # the square is 0.5 of the height = 250 px a side
+    assert box.tolist() == pytest.approx([0.5 - half_w, 0.35, 0.5 + half_w, 0.85], abs=1e-6)
 
 
 def test_weighted_nms_averages_keypoints_too() -> None:

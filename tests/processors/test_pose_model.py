@@ -3,6 +3,7 @@ out) on pictures with one person each: the person, its box and keypoints are whe
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import openvino as ov
 import pytest
@@ -57,3 +58,38 @@ def test_finds_the_one_person(pose_pipeline: FramePipeline, name: str) -> None:
 @pytest.mark.parametrize("name", ["coffee", "rocket", "chelsea", "noise"])
 def test_no_person_no_detection(pose_pipeline: FramePipeline, name: str) -> None:
     assert detect(pose_pipeline, picture(name)) == []
+
+
+@pytest.mark.parametrize(
+    ("canvas", "size", "at", "inside"),
+    [
+        ((1024, 512), 512, (0, 0), False),  # left half of a wide frame
+        ((1024, 512), 512, (512, 0), False),  # right half
+        ((512, 768), 512, (0, 256), False),  # bottom of a tall frame
+        ((768, 512), 320, (224, 96), True),  # smaller: the ROI's sides fit in the frame
+        ((640, 480), 300, (170, 90), True),
+    ],
+)
+def test_keypoints_and_box_map_back_through_the_letterbox(
+    pose_pipeline: FramePipeline, canvas: tuple[int, int], size: int, at: tuple[int, int],
+    inside: bool,
+) -> None:  # fmt: skip
+    """The astronaut scaled to `size` and pasted into another frame: her mid-shoulder keypoint
+    lands on her shoulders wherever she is, and the box is centred on her mid-hip, MediaPipe's
+    ROI centre, whenever clipping leaves it so."""
+    image = np.full((canvas[1], canvas[0], 3), (40, 60, 90), np.uint8)
+    x, y = at
+    image[y : y + size, x : x + size] = cv2.resize(
+        rgb_sample("astronaut"), (size, size), interpolation=cv2.INTER_AREA
+    )
+    (person,) = detect(pose_pipeline, image)
+    (hx, hy), _, (sx, sy), _ = person.keypoints
+    k = size / PICTURE_SIZE[0]
+    x1, y1, x2, y2 = MID_SHOULDER["astronaut"]
+    cw, ch = canvas
+    assert (x + x1 * k) / cw <= sx <= (x + x2 * k) / cw, person.keypoints
+    assert (y + y1 * k) / ch <= sy <= (y + y2 * k) / ch, person.keypoints
+    assert (person.x1 > 0 and person.x2 < 1) == inside, person
+    if inside:
+        assert (person.x1 + person.x2) / 2 == pytest.approx(hx, abs=1e-4)
+        assert person.y1 == pytest.approx(hy - (hx - person.x1) * cw / ch, abs=1e-4)  # a square
