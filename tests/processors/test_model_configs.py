@@ -38,7 +38,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_default_face_is_blazeface_short() -> None:
     models = default_models()
     assert list(models) == ["face"]
-    assert [m.name for m in models.choices("face")] == ["blazeface-short", "blazeface-full"]
+    assert [m.name for m in models.choices("face")] == [
+        "blazeface-short", "blazeface-full", "blazeface-short-int8", "blazeface-full-int8"]
     face = models["face"]
     assert select_model(models, "face", None) is face
     assert isinstance(face, BlazeFaceConfig)
