@@ -278,8 +278,11 @@ def test_the_example_models_yaml_is_valid() -> None:
     models = load_models_yaml(REPO_ROOT / "deploy" / "models.yaml")
     assert list(models) == ["face", "person", "vehicle", "traffic", "emotion"]
     assert [m.name for m in models.choices("face")] == [
-        "blazeface-short", "blazeface-full", "face-detection-retail-0004",
+        "blazeface-short", "blazeface-full", "blazeface-short-int8", "face-detection-retail-0004",
     ]  # fmt: skip
+    int8 = select_model(models, "face", "blazeface-short-int8")
+    assert (int8.quantize_from, int8.precision, int8.path) == (
+        "blazeface-short", "INT8", Path("int8/blazeface-short-int8.xml"))
     assert [m.family for m in models.values()] == ["blazeface", "ssd", "ssd", "yolo", "classify"]
     assert [m.family for m in models.choices("traffic")] == ["yolo", "ssd", "ssd"]
     yolo = models["traffic"]
