@@ -147,7 +147,7 @@ def is_current(xml: Path, digest: str) -> bool:
     """The IR is there, unchanged since it was made from these inputs."""
     try:
         record = json.loads(record_path(xml).read_text())
-        return bool(
+        return isinstance(record, dict) and bool(
             record.get("inputs") == digest
             and record.get("xml_sha256") == _sha256(xml)
             and record.get("bin_sha256") == _sha256(xml.with_suffix(".bin"))
@@ -171,7 +171,11 @@ def quantize_model(
         raise ConfigError(f"model {config.name}: an INT8 model's path must end in .xml, not {xml}")
     xml.parent.mkdir(parents=True, exist_ok=True)
     with _locked(xml.parent / ".quantize.lock"):
-        model = ov.Core().read_model(str(src))
+        try:
+            model = ov.Core().read_model(str(src))
+        except RuntimeError as e:
+            why = (str(e).strip().splitlines() or ["unreadable"])[-1]
+            raise ModelUnavailable(f"{config.name}: OpenVINO cannot read {src}: {why}") from None
         tensors = model_inputs(source, model, images)
         digest = inputs_digest(src, tensors)
         if is_current(xml, digest):
@@ -215,7 +219,13 @@ def quantize_catalog(
 def _nncf_quantize(model: Any, tensors: Sequence[F32]) -> Any:
     import logging
 
-    import nncf
+    try:
+        import nncf
+    except ImportError:
+        raise ModelUnavailable(
+            "NNCF is not installed: it is the `quantize` extra (pip install -e '.[quantize]'; "
+            "`make` installs the dev lock, which has it)"
+        ) from None
 
     nncf.set_log_level(logging.ERROR)
     # Its progress bar (rich, on stdout) is not ours to print: our stdout is one line per model.

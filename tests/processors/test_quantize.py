@@ -13,7 +13,7 @@ import pytest
 
 from evi.errors import ConfigError
 from evi.wire import FrameMeta
-from processors.models import BlazeFaceConfig, ModelCatalog, load_models_yaml
+from processors.models import BlazeFaceConfig, ModelCatalog, ModelUnavailable, load_models_yaml
 from processors.pipeline import FramePipeline
 from processors.quantize import (
     calibration_images,
@@ -148,3 +148,20 @@ def test_quantize_from_must_name_an_fp32_model_of_the_same_kind_and_family(
         load("face:\n  - {name: s, family: blazeface}\n"
              "  - {name: s8, family: blazeface, quantize_from: s}\n"
              "  - {name: s9, family: blazeface, quantize_from: s8}\n")  # fmt: skip
+
+
+def test_an_unreadable_source_or_a_garbled_record_is_said_not_raised(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a model")
+    source = BlazeFaceConfig(name="blazeface-short", variant="short", path=bad)
+    with pytest.raises(ModelUnavailable, match=r"blazeface-short-int8: OpenVINO cannot read"):
+        quantize_model(int8_short(), source, tmp_path, small_set()[:1])
+    missing = BlazeFaceConfig(name="blazeface-short", variant="short", path=tmp_path / "no")
+    with pytest.raises(ModelUnavailable, match=r"its FP32 model .* is missing"):
+        quantize_model(int8_short(), missing, tmp_path, small_set()[:1])
+    xml = tmp_path / "models" / "int8" / "x.xml"
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    record_path(xml).write_text("[1, 2]")
+    assert not is_current(xml, "0" * 64)
