@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from evi.errors import ConfigError
+from evi.settings import REPO_ROOT
 from processors.models import ModelCatalog, ModelConfig, ModelUnavailable
 
 U8 = npt.NDArray[np.uint8]
@@ -76,7 +77,8 @@ def sample_clip_frames(frames: int, step: int) -> list[U8]:
         clip = Path(tmp) / "sample.avi"
         cmd = [sys.executable, "-m", "evi.cli", "sample", "--out", str(clip),
                "--frames", str(frames)]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False,
+                              cwd=REPO_ROOT)
         if done.returncode != 0:
             raise ModelUnavailable(f"evi sample failed: {done.stderr.strip()[-200:]}")
         cap = cv2.VideoCapture(str(clip))
