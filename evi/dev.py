@@ -196,12 +196,27 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=REPO_ROOT)
 
 
+def int8_twins(py: list[str], kinds: list[str]) -> list[tuple[str, str]]:
+    """(kind, model) of the INT8 twin of each kind's default model, quantised now if it must be
+    (`evi models quantize` prints kind, name, source, state, seconds, path, `default` or `-`)."""
+    done = subprocess.run([*py, "models", "quantize", *[f"--kind={k}" for k in kinds]],
+                          check=True, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    rows = [line.split("\t") for line in done.stdout.splitlines()]
+    twins = [(f[0], f[1]) for f in rows if len(f) == 7 and f[6] == "default"]
+    if missing := sorted(set(kinds) - {k for k, _ in twins}):
+        raise ConfigError(f"--int8: no INT8 model of {', '.join(missing)}'s default model "
+                          "(an entry with `quantize_from` in the models catalog)")
+    return twins
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="evi dev", description=__doc__.split("\n")[0])
     p.add_argument("--kind", action="append", dest="kinds", help="kinds to run (default face)")
     p.add_argument("--port", type=int, default=int(os.environ.get("EVI_PORT", "8000")))
     p.add_argument("--fps", type=float, default=15.0, help="sample stream frame rate")
     p.add_argument("--streams", type=int, default=1, help="number of sample streams")
+    p.add_argument("--int8", action="store_true",
+                   help="also serve each kind's INT8 twin of its default model, in its own group")
     a = p.add_argument_group("autoscale (a KEDA stand-in; docs/scaling.md)")
     a.add_argument("--autoscale", action="store_true", help="start/stop processors on lag")
     a.add_argument("--min-replicas", type=int, default=1)
@@ -255,8 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         run(["bash", str(KAFKA_SCRIPT), "start"])
         run([*py, "kafka", "topics", *[f"--kind={k}" for k in kinds]])
         run([*py, "models", "fetch"])
+        twins = int8_twins(py, kinds) if a.int8 else []
     except subprocess.CalledProcessError as e:
         return e.returncode  # the step said why, in its one line
+    except ConfigError as e:
+        die_on_config_error(e)
     children = Children()
     try:
         scalers = autoscalers(a, kinds, children) if a.autoscale else []
@@ -273,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for k in kinds if not a.autoscale else []:
             children.start(f"processor-{k}", "process", "--kind", k, "--web-port", "0")
+        for k, model in twins:  # a second consumer group on the same frames (group_for)
+            children.start(f"processor-{k}-{model}", "process", "--kind", k, "--model", model,
+                           "--web-port", "0")
         for scaler in scalers:
             scaler.poll()
         children.start("gateway", "gateway", "--port", str(a.port), *[f"--kind={k}" for k in kinds],

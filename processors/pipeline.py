@@ -63,7 +63,8 @@ class FramePipeline:
         path = model.resolve_path(cache_dir)
         if not path.is_file():
             if path not in fetchable_paths(cache_dir):
-                raise ConfigError(f"model {model.name}: {path} does not exist")
+                made_by = " (`evi models quantize` makes it)" if model.quantize_from else ""
+                raise ConfigError(f"model {model.name}: {path} does not exist{made_by}")
             try:
                 fetch_models(cache_dir)
             except ModelUnavailable as e:

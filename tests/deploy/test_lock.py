@@ -83,11 +83,12 @@ def test_the_runtime_lock_covers_the_project(runtime: dict[str, tuple[str, set[s
     check_covered(direct(pyproject()["project"]["dependencies"]), runtime, "runtime.txt")
 
 
-def test_the_dev_lock_covers_the_project_and_its_dev_tools(
+def test_the_dev_lock_covers_the_project_its_dev_tools_and_quantizer(
     dev: dict[str, tuple[str, set[str]]],
 ) -> None:
     project = pyproject()["project"]
-    check_covered(direct(project["dependencies"] + project["optional-dependencies"]["dev"]),
+    extras = project["optional-dependencies"]
+    check_covered(direct(project["dependencies"] + extras["dev"] + extras["quantize"]),
                   dev, "dev.txt")
     assert "uv" in dev, "`make lock` runs the locked uv"
 

@@ -38,7 +38,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_default_face_is_blazeface_short() -> None:
     models = default_models()
     assert list(models) == ["face", "person"]
-    assert [m.name for m in models.choices("face")] == ["blazeface-short", "blazeface-full"]
+    assert [m.name for m in models.choices("face")] == [
+        "blazeface-short", "blazeface-full", "blazeface-short-int8", "blazeface-full-int8"]
     face = models["face"]
     assert select_model(models, "face", None) is face
     assert isinstance(face, BlazeFaceConfig)
@@ -53,7 +54,7 @@ def test_default_face_is_blazeface_short() -> None:
 
 def test_default_person_is_the_mediapipe_pose_detector() -> None:
     models = default_models()
-    assert [m.name for m in models.choices("person")] == ["mediapipe-pose"]
+    assert [m.name for m in models.choices("person")] == ["mediapipe-pose", "pose-int8"]
     person = models["person"]
     assert isinstance(person, BlazeFaceConfig)
     assert (person.family, person.variant, person.labels) == ("blazeface", "pose", ["person"])
@@ -311,15 +312,21 @@ def test_the_example_models_yaml_is_valid() -> None:
     models = load_models_yaml(REPO_ROOT / "deploy" / "models.yaml")
     assert list(models) == ["face", "person", "vehicle", "traffic", "emotion"]
     assert [m.name for m in models.choices("face")] == [
-        "blazeface-short", "blazeface-full", "face-detection-retail-0004",
+        "blazeface-short", "blazeface-full", "blazeface-short-int8", "face-detection-retail-0004",
     ]  # fmt: skip
     assert [m.family for m in models.values()] == [
         "blazeface", "blazeface", "ssd", "yolo", "classify",
     ]  # fmt: skip
     assert [m.name for m in models.choices("person")] == [
-        "mediapipe-pose", "person-detection-retail-0013", "person-detection-0200",
+        "mediapipe-pose", "pose-int8", "person-detection-retail-0013", "person-detection-0200",
     ]  # fmt: skip
     assert models["person"] == default_models()["person"]  # the same default either way
+    int8 = select_model(models, "face", "blazeface-short-int8")
+    assert (int8.quantize_from, int8.precision, int8.path) == (
+        "blazeface-short", "INT8", Path("int8/blazeface-short-int8.xml"))
+    pose8 = select_model(models, "person", "pose-int8")
+    assert (pose8.quantize_from, pose8.precision, pose8.path) == (
+        "mediapipe-pose", "INT8", Path("int8/pose-int8.xml"))
     assert [m.family for m in models.choices("traffic")] == ["yolo", "ssd", "ssd"]
     yolo = models["traffic"]
     assert isinstance(yolo, YoloConfig) and yolo.labels[7] == "truck" and 4 not in yolo.labels
