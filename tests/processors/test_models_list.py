@@ -20,7 +20,7 @@ def touch(path: Path) -> None:
 
 def test_list_shows_every_default_model_and_which_files_are_present(tmp_path: Path) -> None:
     catalog = default_models()
-    assert [r[4] for r in list_rows(catalog, tmp_path)] == ["missing"] * 4
+    assert [r[4] for r in list_rows(catalog, tmp_path)] == ["missing"] * 6
 
     touch(tmp_path / "models/blazeface/face_detection_short_range.tflite")
     touch(tmp_path / "models/int8/blazeface-short-int8.xml")  # IR without its weights
@@ -31,6 +31,8 @@ def test_list_shows_every_default_model_and_which_files_are_present(tmp_path: Pa
         ("face", "blazeface-full", "blazeface", "FP32", "missing", "-"),
         ("face", "blazeface-short-int8", "blazeface", "INT8", "missing", "int8 of blazeface-short"),
         ("face", "blazeface-full-int8", "blazeface", "INT8", "present", "int8 of blazeface-full"),
+        ("person", "mediapipe-pose", "blazeface", "FP32", "missing", "default"),
+        ("person", "pose-int8", "blazeface", "INT8", "missing", "int8 of mediapipe-pose"),
     ]
 
 
