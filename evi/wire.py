@@ -45,6 +45,7 @@ MAX_TS_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 MAX_SIDE = 65_535  # JPEG's own limit on a side
 MAX_SCHEMA = 1_000_000
 MAX_DETECTIONS = 1_000
+MAX_KEYPOINTS = 64  # per detection (the pose model has 4)
 MAX_TEXT = 1_024  # free-text fields (registry source and message)
 MAX_PRODUCER = 128
 
@@ -158,13 +159,17 @@ class Detection:
     y1: float
     x2: float
     y2: float
+    keypoints: tuple[tuple[float, float], ...] = ()  # normalised like the box; optional
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "label": self.label,
             "score": round(self.score, 4),
             "box": [round(self.x1, 5), round(self.y1, 5), round(self.x2, 5), round(self.y2, 5)],
         }
+        if self.keypoints:
+            doc["keypoints"] = [[round(x, 5), round(y, 5)] for x, y in self.keypoints]
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +275,20 @@ def _detection(d: object) -> Detection:
     if not isinstance(box, list) or len(box) != 4:
         raise BadResult("a detection's box is not a list of 4 numbers")
     x1, y1, x2, y2 = (_float({"box": v}, "box", -1e6, 1e6) for v in box)
-    return Detection(_str(d, "label", 64), _float(d, "score", -1e6, 1e6), x1, y1, x2, y2)
+    return Detection(_str(d, "label", 64), _float(d, "score", -1e6, 1e6), x1, y1, x2, y2,
+                     _keypoints(d.get("keypoints", [])))
+
+
+def _keypoints(points: object) -> tuple[tuple[float, float], ...]:
+    if not isinstance(points, list) or len(points) > MAX_KEYPOINTS:
+        raise BadResult(f"a detection's keypoints are not a list of at most {MAX_KEYPOINTS}")
+    out = []
+    for p in points:
+        if not isinstance(p, list) or len(p) != 2:
+            raise BadResult("a keypoint is not a list of 2 numbers")
+        out.append((_float({"keypoint": p[0]}, "keypoint", -1e6, 1e6),
+                    _float({"keypoint": p[1]}, "keypoint", -1e6, 1e6)))
+    return tuple(out)
 
 
 def decode_result(value: bytes | None) -> Result:
