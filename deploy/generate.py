@@ -177,10 +177,16 @@ SECONDS_BEHIND = """    # The optional Prometheus trigger on the workers' second
       metricType: Value
       metadata:
         serverAddress: http://prometheus-operated.monitoring.svc:9090
-        query: max(evi_processor_seconds_behind{namespace="evi", kind="$kind"})
+        query: $query
         threshold: "5"
         ignoreNullValues: "true"
 """
+
+
+def seconds_behind_query(g: Group) -> str:
+    """The worst worker of this group (a kind's FP32 and INT8 groups differ by model)."""
+    return (f'max(evi_processor_seconds_behind{{namespace="evi", kind="{g.kind}", '
+            f'model="{g.model}"}})')
 
 
 def scaledobject_yaml(t: Target, g: Group, tune: KindTuning) -> str:
@@ -193,7 +199,8 @@ def scaledobject_yaml(t: Target, g: Group, tune: KindTuning) -> str:
         replica_fps=tune.replica_fps, fps_note=tune.fps_note, busy_lag=busy,
         lag_threshold=threshold, min_replicas=tune.min_replicas, max_replicas=t.max_replicas,
         kafka_auth=KAFKA_AUTH if t.sasl else "",
-        extra_triggers=Template(SECONDS_BEHIND).substitute(kind=g.kind) if t.sasl else "")
+        extra_triggers=(Template(SECONDS_BEHIND).substitute(query=seconds_behind_query(g))
+                        if t.sasl else ""))
 
 
 def models_configmap(t: Target, groups: list[Group], note: str) -> str:
@@ -310,7 +317,7 @@ at least (one can be drained while the other works); Kafka with SASL_SSL;
     metricType: Value
     metadata:
       serverAddress: http://prometheus-operated.monitoring.svc:9090
-      query: max(evi_processor_seconds_behind{{namespace="evi", kind="{g.kind}"}})
+      query: {seconds_behind_query(g)}
       threshold: "5"
       ignoreNullValues: "true"
 """}

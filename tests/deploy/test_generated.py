@@ -6,6 +6,7 @@ hand edit — checked with the same KEDA, schema and settings checks as the comm
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 from pathlib import Path
 
@@ -148,3 +149,23 @@ def test_compose_gets_a_service_per_group_and_every_kind(monkeypatch: pytest.Mon
                                              "person"]
     produce = services["producer"]["command"]
     assert [produce[i + 1] for i, a in enumerate(produce) if a == "--kind"] == ["face", "person"]
+
+
+def test_prometheus_triggers_select_their_own_group(rendered: dict[str, list[Obj]]) -> None:
+    """The seconds-behind gauge carries kind and model, and each group's query names both, so
+    an INT8 group is never scaled on its FP32 twin's workers."""
+    import processors.metrics
+
+    assert processors.metrics.SECONDS_BEHIND._labelnames == ("kind", "model")
+    seen = 0
+    for so in of_kind(rendered["prod"], "ScaledObject"):
+        (trigger,) = [t for t in so["spec"]["triggers"] if t["type"] == "prometheus"]
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', trigger["metadata"]["query"]))
+        target = next(d for d in of_kind(rendered["prod"], "Deployment")
+                      if d["metadata"]["name"] == so["spec"]["scaleTargetRef"]["name"])
+        settings = k8s_settings(rendered["prod"], target)
+        assert (labels["kind"], labels["model"]) == (settings["kind"], settings["model"] or
+                                                     so["metadata"]["labels"]["evi/model"])
+        assert labels["model"] == so["metadata"]["labels"]["evi/model"]
+        seen += 1
+    assert seen == 3
