@@ -4,8 +4,8 @@
     python -m deploy.generate --check    exit 1 naming each file that differs (tests/deploy)
 
 A *target* serves each kind of its catalog with the kind's default model and, beside it, the
-kind's INT8 twin when the catalog has one (`<default>-int8`, or an entry whose `precision` says
-int8): one consumer group each (`Topics.group`). From that list come, per target:
+default's INT8 twin when the catalog has one (an entry with `quantize_from: <default>`, or named
+`<default>-int8`): one consumer group each (`Topics.group`). From that list come, per target:
 
 - k8s: a Deployment (+ PodDisruptionBudget) and a KEDA ScaledObject per group
   (deploy/templates/), the overlay's resource list and face patches, the `evi-models`
@@ -70,8 +70,10 @@ class Group:
 
 
 def is_int8_twin(default: ModelConfig, other: ModelConfig) -> bool:
-    precision = str(getattr(other, "precision", "")).lower()
-    return other.name == f"{default.name}-int8" or precision == "int8"
+    """The INT8 model quantised from the kind's default (`quantize_from`, or by name); not the
+    twins of a kind's other models, which serve nothing by default."""
+    return (getattr(other, "quantize_from", None) == default.name
+            or other.name == f"{default.name}-int8")
 
 
 def served(catalog: ModelCatalog, kinds: list[str] | None = None) -> list[Group]:

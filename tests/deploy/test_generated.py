@@ -18,7 +18,7 @@ import yaml
 import deploy.generate as gen
 from evi.settings import TopicSettings
 from evi.topics import Topics
-from processors.models import BlazeFaceConfig, ModelCatalog, SsdConfig, default_models
+from processors.models import BlazeFaceConfig, ModelCatalog, SsdConfig
 from tests.deploy import test_keda
 from tests.deploy.kustomize import build
 from tests.deploy.support import K8S, Obj, component, k8s_settings, of_kind
@@ -76,14 +76,15 @@ def test_processor_selectors_never_overlap(rendered: dict[str, list[Obj]]) -> No
 def with_twins() -> ModelCatalog:
     """What the int8 and person branches add: an INT8 twin of the face default, a person kind
     with its own twin (placeholder entries: only names and families matter here)."""
-    face = default_models().choices("face")
-    twin = BlazeFaceConfig(name="blazeface-short-int8", variant="short")
+    short, full = (BlazeFaceConfig(name=f"blazeface-{v}", variant=v) for v in ("short", "full"))
+    twins = [BlazeFaceConfig(name=f"blazeface-{v}-int8", variant=v) for v in ("short", "full")]
     person = [SsdConfig(name="pose", path=Path("pose/pose.xml")),
               SsdConfig(name="pose-int8", path=Path("pose/pose-int8.xml"))]
-    return ModelCatalog({"face": [*face, twin], "person": person})
+    return ModelCatalog({"face": [short, full, *twins], "person": person})
 
 
 def test_served_takes_each_default_and_its_int8_twin_only() -> None:
+    """Not blazeface-full nor its twin: a kind's other models serve only when asked for."""
     groups = gen.served(with_twins())
     assert [(g.kind, g.model, g.default) for g in groups] == [
         ("face", "blazeface-short", True), ("face", "blazeface-short-int8", False),
