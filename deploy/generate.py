@@ -357,8 +357,10 @@ spec:
 
 def k8s_files() -> dict[Path, str]:
     files: dict[Path, str] = {}
-    base_groups = served(BASE.catalog(), BASE.kinds)
-    (base_face,) = base_groups
+    # base/ and keda/ hold the face default group only (what every overlay includes); the
+    # overlays add their other groups, INT8 twins included.
+    base_face = served(BASE.catalog(), BASE.kinds)[0]
+    base_groups = [base_face]
     files[K8S / "base" / "processor-face.yaml"] = processor_yaml(BASE, base_face)
     files[K8S / "keda" / "scaledobject-processor-face.yaml"] = scaledobject_yaml(
         BASE, base_face, BASE.tune(base_face))
@@ -398,8 +400,9 @@ def k8s_files() -> dict[Path, str]:
 
 
 COMPOSE_SERVICE = """  ${service}:
-    # ${what}. Scalable: `docker compose up --scale ${service}=3`. So: no container_name
-    # and no published ports (each replica serves /metrics and /healthz on its own 9102).
+    # ${what}.
+    # Scalable: `docker compose up --scale ${service}=3`. So: no container_name and no
+    # published ports (each replica serves /metrics and /healthz on its own 9102).
     <<: *evi-image
     command: ${command}
     environment:
@@ -429,8 +432,8 @@ def compose_file() -> str:
     text = COMPOSE.read_text(encoding="utf-8")
     body = "".join(Template(COMPOSE_SERVICE).substitute(
         service=f"processor-{g.suffix}",
-        what=(f"{g.kind}: its default model {g.model}" if g.default
-              else f"{g.kind} with {g.model} beside the default, group {g.group_id}"),
+        what=(f"{g.kind}, its default model {g.model}" if g.default
+              else f"{g.kind} with {g.model} beside the default (group {g.group_id})"),
         command=json.dumps(g.args), healthz=HEALTHZ,
     ) for g in groups)
     text = replace_block(text, body, "  ", "docker-compose.yml")
