@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 ARTIFACTS = REPO / "test-artifacts"
 STREAM = "multi-1"
 TILE = f'.tile[data-stream="{STREAM}"]'
-FACE, FACE_INT8, PERSON = "blazeface-short", "blazeface-short-int8", "pose-detection"
+FACE, FACE_INT8, PERSON = "blazeface-short", "blazeface-short-int8", "mediapipe-pose"
 # What each model "found" on every frame: the INT8 box a little off the FP32 one, as quantised
 # models are; the person with MediaPipe's four alignment keypoints (docs/wire-format.md).
 KEYPOINTS = ((0.5, 0.86), (0.5, 0.12), (0.5, 0.42), (0.5, 0.2))
