@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: dev test test-unit lint setup kafka kafka-stop models bench test-deps clean env lock
+.PHONY: dev test test-unit lint setup kafka kafka-stop models bench test-deps clean env lock deploy-files
 
 # The venv installs exactly the lock (requirements/dev.txt, hash-checked: pip itself and the
 # build backend too), then the project without resolving anything. `make lock` writes the locks.
@@ -50,9 +50,14 @@ kafka-stop:
 dev: setup
 	$(PY) -m evi.cli dev
 
+# The deploy files that follow from the models catalog (k8s processors + KEDA, compose services).
+deploy-files: $(STAMP)
+	$(PY) -m deploy.generate
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy evi producers processors gateway
+	$(VENV)/bin/mypy --explicit-package-bases deploy/generate.py
 	$(VENV)/bin/lint-imports
 
 # System packages some tests use: Debian's chromium (browser test), kcat (replay recipes),

@@ -28,6 +28,10 @@ log = logging.getLogger("evi.gateway.monitor")
 KAFKA_UP = Gauge("evi_gateway_kafka_up", "1 when the gateway's last Kafka probe was answered")
 KIND_LAG = Gauge("evi_gateway_kind_lag", "Frames not yet processed, per kind", ["kind"])
 KIND_WORKERS = Gauge("evi_gateway_kind_workers", "Members of a kind's consumer groups", ["kind"])
+# Per consumer group: a kind's default model and each other model (FP32 beside INT8) apart.
+GROUP_LAG = Gauge("evi_gateway_group_lag", "Frames a consumer group has not processed",
+                  ["kind", "group"])
+GROUP_WORKERS = Gauge("evi_gateway_group_workers", "Members of a consumer group", ["kind", "group"])
 
 TIMEOUT = 5.0
 EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
@@ -208,6 +212,9 @@ class Monitor:
                 st.lag = lag
                 KIND_LAG.labels(kind).set(lag.lag)
                 KIND_WORKERS.labels(kind).set(lag.workers)
+                for g in lag.groups:
+                    GROUP_LAG.labels(kind, g.group).set(g.lag)
+                    GROUP_WORKERS.labels(kind, g.group).set(len(g.members))
             st.fps_in, st.fps_out, st.sampled_ms, st.stale = fps_in, fps_out, now_ms, lag is None
             st.history.append(KindSample(
                 t_ms=now_ms, lag=lag.lag if lag else None, workers=lag.workers if lag else None,

@@ -157,8 +157,8 @@ def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Pro
     app = faust.App(**faust_config(s, group))
     frames = app.topic(frames_topic, key_type=bytes, value_type=bytes)
     sink = Sink(s.kafka, s.topics.max_message_bytes, s.linger_ms, s.broker_outage_s)
-    tracker = LagTracker(s.kind, frames_topic)
-    health = Health(s.kind, group, s.stall_timeout_s)
+    tracker = LagTracker(s.kind, frames_topic, pipeline.model.name)
+    health = Health(s.kind, group, s.stall_timeout_s, pipeline.model.name)
     lifecycle = Lifecycle(s.drain_timeout_s)
     flight = (Flight(s.kafka, topics, group, frames_topic, s.quarantine_deaths,
                      s.topics.max_message_bytes, s.broker_outage_s)

@@ -24,6 +24,7 @@ class Health:
     kind: str
     group: str
     stall_timeout_s: float
+    model: str  # with kind, the label of this group's gauges
     last_progress: float = 0.0  # monotonic; 0 = not started
     last_committed: int = -1
     assigned: int = 0
@@ -43,7 +44,7 @@ class Health:
         self.last_committed = snap.committed_total
         self.assigned = assigned
         self.stalled_s = now - self.last_progress if lagging else 0.0
-        metrics.STALLED_SECONDS.labels(self.kind).set(round(self.stalled_s, 1))
+        metrics.STALLED_SECONDS.labels(self.kind, self.model).set(round(self.stalled_s, 1))
 
     def live(self) -> tuple[bool, dict[str, Any]]:
         ok = self.stalled_s <= self.stall_timeout_s

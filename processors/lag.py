@@ -81,8 +81,9 @@ class LagSnapshot:
 
 
 class LagTracker:
-    def __init__(self, kind: str, frames_topic: str) -> None:
+    def __init__(self, kind: str, frames_topic: str, model: str) -> None:
         self.kind = kind
+        self.model = model
         self.topic = frames_topic
         self.parts: dict[int, PartitionState] = {}
         self._input = metrics.RateMeter()
@@ -90,7 +91,7 @@ class LagTracker:
         self.snapshot = LagSnapshot({}, 0.0, 0.0, 0)
         # Ages are computed when scraped: end offsets are up to one measurement old (about
         # lag_interval_s + the consumer thread's fetch wait), the clock is not.
-        metrics.SECONDS_BEHIND.labels(kind).set_function(self.seconds_behind)
+        metrics.SECONDS_BEHIND.labels(kind, model).set_function(self.seconds_behind)
 
     def on_assigned(self, committed: Mapping[TP, int | None]) -> None:
         """After a rebalance: the partitions this worker now has, with the group's commits."""
@@ -99,14 +100,14 @@ class LagTracker:
         for p in list(self.parts):
             if p not in mine:
                 del self.parts[p]
-                metrics.LAG.remove(self.kind, str(p))
+                metrics.LAG.remove(self.kind, self.model, str(p))
         for p, off in mine.items():
             state = self.parts.setdefault(p, PartitionState(assigned_at=now))
             if off is not None and off >= 0 and (state.committed or -1) < off:
                 state.committed = off
         self._input.reset()
         self._ends_total = None
-        metrics.ASSIGNED.labels(self.kind).set(len(self.parts))
+        metrics.ASSIGNED.labels(self.kind, self.model).set(len(self.parts))
 
     def processed(self, partition: int, offset: int, ts_ms: int) -> None:
         """The handler finished this frame (result produced, skipped or dead-lettered)."""
@@ -133,15 +134,15 @@ class LagTracker:
             # earliest (Kafka's own tool prints '-').
             state.lag = max(0, end - state.committed) if state.committed else end
             lag_by_part[tp.partition] = state.lag
-            metrics.LAG.labels(self.kind, str(tp.partition)).set(state.lag)
+            metrics.LAG.labels(self.kind, self.model, str(tp.partition)).set(state.lag)
         ends_total = sum(s.end for s in self.parts.values())
         fps = self._input.rate(ends_total, time.monotonic()) if self._ends_total is not None else 0
         self._ends_total = ends_total
         committed_total = sum(s.committed or 0 for s in self.parts.values())
         behind = self.seconds_behind(now)
         self.snapshot = LagSnapshot(lag_by_part, behind, max(0.0, fps), committed_total)
-        metrics.WORKER_LAG.labels(self.kind).set(sum(lag_by_part.values()))
-        metrics.INPUT_FPS.labels(self.kind).set(round(self.snapshot.input_fps, 2))
+        metrics.WORKER_LAG.labels(self.kind, self.model).set(sum(lag_by_part.values()))
+        metrics.INPUT_FPS.labels(self.kind, self.model).set(round(self.snapshot.input_fps, 2))
         return self.snapshot
 
     def seconds_behind(self, now: float | None = None) -> float:

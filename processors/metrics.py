@@ -10,6 +10,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from evi.metrics import LATENCY_BUCKETS
 
 LABELS = ("kind", "model")
+# Per worker of one consumer group: a kind's FP32 and INT8 groups are told apart by model.
+GROUP_LABELS = ("kind", "model")
 
 FRAMES = Counter("evi_processor_frames_total", "Frames inferred with a result produced", LABELS)
 FPS = Gauge("evi_processor_fps", "Frames inferred per second, over the last 10 s", LABELS)
@@ -58,29 +60,30 @@ BATCH_FRAMES = Histogram(
 LAG = Gauge(
     "evi_processor_lag_frames",
     "Frames not yet committed on a partition this worker is assigned: end offset − committed",
-    ("kind", "partition"),
+    ("kind", "model", "partition"),
 )
 WORKER_LAG = Gauge(
-    "evi_processor_worker_lag_frames", "Sum of evi_processor_lag_frames over this worker", ("kind",)
+    "evi_processor_worker_lag_frames", "Sum of evi_processor_lag_frames over this worker",
+    GROUP_LABELS,
 )
 SECONDS_BEHIND = Gauge(
     "evi_processor_seconds_behind",
     "Age of the oldest frame this worker has not processed (0 when caught up)",
-    ("kind",),
+    GROUP_LABELS,
 )
 INPUT_FPS = Gauge(
     "evi_processor_input_fps",
     "Frames per second arriving on this worker's partitions, over the last 10 s",
-    ("kind",),
+    GROUP_LABELS,
 )
 ASSIGNED = Gauge(
     "evi_processor_assigned_partitions", "Frames-topic partitions assigned to this worker",
-    ("kind",),
+    GROUP_LABELS,
 )
 STALLED_SECONDS = Gauge(
     "evi_processor_stalled_seconds",
     "Seconds without commit progress while lag > 0 (liveness fails past stall_timeout_s)",
-    ("kind",),
+    GROUP_LABELS,
 )
 
 

@@ -126,7 +126,9 @@ def test_processor_args_and_settings(rendered: dict[str, list[Obj]]) -> None:
             settings = k8s_settings(objs, dep)
             kind = dep["metadata"]["labels"]["evi/kind"]
             assert settings["kind"] == kind
-            assert dep["metadata"]["name"] == f"evi-processor-{kind}"
+            # Named as its consumer group: evi-processor-<kind>[-<model>] (deploy/generate.py).
+            group = Topics(TopicSettings(**settings["topics"])).group(kind, settings["model"])
+            assert dep["metadata"]["name"] == group
             assert settings["auto_offset_reset"] == "earliest"
             assert settings["models_file"] == "/etc/evi/models/models.yaml" or settings[
                 "models_file"].endswith("/etc/evi/models/models.yaml")

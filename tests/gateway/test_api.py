@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -157,6 +158,10 @@ def test_kinds_show_lag_and_workers(client: httpx.Client, worker: Consumer,
     assert not k.stale and k.history and k.history[-1].workers == 1 and k.history[-1].lag == 2
     assert all(a.t_ms < b.t_ms for a, b in zip(k.history, k.history[1:], strict=False))
     assert client.get("/api/kinds?minutes=0.0001").json()[0]["history"] == []
+    # The same per consumer group on the gateway's /metrics.
+    labels = {"kind": "face", "group": mod_topics.group("face")}
+    assert REGISTRY.get_sample_value("evi_gateway_group_lag", labels) == 2
+    assert REGISTRY.get_sample_value("evi_gateway_group_workers", labels) == 1
 
 
 def test_stats_health_metrics(client: httpx.Client, mod_topics: Topics) -> None:

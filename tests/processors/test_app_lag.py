@@ -15,7 +15,7 @@ def tp(p: int) -> TP:
 
 
 def test_lag_is_end_minus_committed_and_all_of_it_without_a_commit() -> None:
-    lt = LagTracker("face-t1", T)
+    lt = LagTracker("face-t1", T, "m")
     lt.on_assigned({tp(0): 40, tp(1): None, TP("other", 0): 5})
     snap = lt.update({tp(0): 100, tp(1): 30}, {})
     assert snap.lag == {0: 60, 1: 30}
@@ -29,7 +29,7 @@ def test_lag_is_end_minus_committed_and_all_of_it_without_a_commit() -> None:
 
 
 def test_seconds_behind_is_the_age_of_the_oldest_unprocessed_frame() -> None:
-    lt = LagTracker("face-t2", T)
+    lt = LagTracker("face-t2", T, "m")
     lt.on_assigned({tp(0): 10, tp(1): 10})
     now = 1_000.0
     lt.processed(0, 19, ts_ms=990_000)  # done up to 19, captured 10 s ago
@@ -43,7 +43,7 @@ def test_seconds_behind_is_the_age_of_the_oldest_unprocessed_frame() -> None:
 
 
 def test_a_stream_that_resumes_after_a_pause_is_not_reported_behind_by_the_pause() -> None:
-    lt = LagTracker("face-t3", T)
+    lt = LagTracker("face-t3", T, "m")
     lt.on_assigned({tp(0): 10})
     lt.processed(0, 9, ts_ms=900_000)  # last frame long ago
     lt.update({tp(0): 10}, {}, now=1_000.0)  # caught up at t = 1000
@@ -52,7 +52,7 @@ def test_a_stream_that_resumes_after_a_pause_is_not_reported_behind_by_the_pause
 
 
 def test_nothing_processed_yet_counts_from_the_assignment() -> None:
-    lt = LagTracker("face-t4", T)
+    lt = LagTracker("face-t4", T, "m")
     lt.on_assigned({tp(0): None})
     assert lt.parts[0].assigned_at > 0
     snap = lt.update({tp(0): 5}, {}, now=lt.parts[0].assigned_at + 3)
@@ -64,7 +64,7 @@ def snap(lag: int, committed: int) -> LagSnapshot:
 
 
 def test_liveness_fails_without_commit_progress_while_lagging() -> None:
-    h = Health("face-t5", "g", stall_timeout_s=30)
+    h = Health("face-t5", "g", stall_timeout_s=30, model="m")
     h.observe(snap(100, 10), 1, now=0.0)
     h.observe(snap(100, 20), 1, now=20.0)  # progress
     h.observe(snap(100, 20), 1, now=49.0)
@@ -77,7 +77,7 @@ def test_liveness_fails_without_commit_progress_while_lagging() -> None:
 
 
 def test_readiness_is_having_partitions() -> None:
-    h = Health("face-t6", "g", stall_timeout_s=30)
+    h = Health("face-t6", "g", stall_timeout_s=30, model="m")
     assert not h.ready()[0]
     h.observe(snap(0, 0), 3, now=1.0)
     ok, doc = h.ready()

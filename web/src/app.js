@@ -2,6 +2,7 @@
 // health banner from the REST API (polled every 2 s).
 import { AuthError, getJSON, hasPendingToken, openSession, socketURL } from "./api.js";
 import { Detail } from "./detail.js";
+import { Legend } from "./legend.js";
 import { ScalingPanel } from "./scaling.js";
 import { ReconnectingSocket } from "./socket.js";
 import { Tile } from "./tiles.js";
@@ -15,6 +16,10 @@ const banner = $("#banner");
 const tiles = new Map();
 const detail = new Detail($("#detail"));
 const panel = new ScalingPanel($("#kinds"));
+// A model shown or hidden in the legend: every tile redraws its frame without (or with) it.
+new Legend($("#legend"), () => {
+  for (const t of tiles.values()) t.schedule();
+});
 const state = {
   wsOpen: false, attempt: 0, retryAt: 0, gatewayUp: null, kafkaUp: null, auth: false,
   downSince: null,

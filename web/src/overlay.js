@@ -1,13 +1,41 @@
-// Draws frames and their detections; boxes are normalised 0..1 in the wire format.
-// The first model of a stream is drawn green, a second magenta, then amber and sky blue.
-export const MODEL_COLOURS = ["#00e05a", "#ff4fd8", "#ffb300", "#40c4ff"];
+// Draws frames and their detections; boxes and keypoints are normalised 0..1 in the wire format.
+// Models get colours in order of first appearance: green, magenta, amber, sky blue, then more.
+export const MODEL_COLOURS = ["#00e05a", "#ff4fd8", "#ffb300", "#40c4ff", "#ff6e40", "#b388ff",
+  "#eeff41", "#1de9b6"];
 
-const modelIndex = new Map(); // model name -> colour index, in order of first appearance
+// Every model seen on the page: its colour, kind and whether its boxes are shown (the legend's
+// toggle). Page-wide, so a model looks the same, and is hidden the same, on every tile.
+const registry = new Map(); // model -> {colour, kind, shown}
+const watchers = new Set();
 
-// One colour per model for the whole page, so a model looks the same on every tile.
-export function colourOf(model) {
-  if (!modelIndex.has(model)) modelIndex.set(model, modelIndex.size);
-  return MODEL_COLOURS[modelIndex.get(model) % MODEL_COLOURS.length];
+function notify() {
+  for (const fn of watchers) fn();
+}
+
+function entryOf(model, kind = "") {
+  let m = registry.get(model);
+  if (!m) {
+    m = { colour: MODEL_COLOURS[registry.size % MODEL_COLOURS.length], kind, shown: true };
+    registry.set(model, m);
+    notify();
+  } else if (kind && !m.kind) {
+    m.kind = kind;
+    notify();
+  }
+  return m;
+}
+
+export const noteModel = (model, kind) => entryOf(model, kind);
+export const colourOf = (model) => entryOf(model).colour;
+export const isShown = (model) => !registry.has(model) || registry.get(model).shown;
+export const knownModels = () => [...registry.entries()];
+export const onModelsChange = (fn) => watchers.add(fn);
+
+export function setShown(model, shown) {
+  const m = entryOf(model);
+  if (m.shown === shown) return;
+  m.shown = shown;
+  notify();
 }
 
 // Decode only the newest JPEG: while one decode runs, later ones replace the waiting one.
@@ -67,7 +95,8 @@ export function drawBitmap(canvas, bitmap, dim = false) {
   return ctx;
 }
 
-// layers: [{detections, colour, prefix}] — returns the number of boxes drawn.
+// layers: [{model, detections, colour, prefix}] — draws the shown models' boxes and keypoints;
+// returns the number of boxes drawn (the canvas's data-keypoints counts the points).
 export function drawBoxes(canvas, layers) {
   const ctx = canvas.getContext("2d");
   const w = canvas.width;
@@ -78,7 +107,9 @@ export function drawBoxes(canvas, layers) {
   ctx.font = `600 ${size}px system-ui, sans-serif`;
   ctx.textBaseline = "top";
   let n = 0;
-  layers.forEach(({ detections, colour, prefix }, li) => {
+  let points = 0;
+  const shown = layers.filter((l) => !l.model || isShown(l.model));
+  shown.forEach(({ detections, colour, prefix }, li) => {
     for (const d of detections) {
       const [x1, y1, x2, y2] = d.box;
       const bx = x1 * w;
@@ -86,6 +117,7 @@ export function drawBoxes(canvas, layers) {
       const bh = (y2 - y1) * h;
       ctx.strokeStyle = colour;
       ctx.strokeRect(bx, by, (x2 - x1) * w, bh);
+      points += drawKeypoints(ctx, d.keypoints, colour, w, h, line);
       const text = `${prefix}${d.label} ${Math.round(d.score * 100)}%`;
       const tw = ctx.measureText(text).width + size * 0.6;
       const th = size * 1.35;
@@ -101,5 +133,24 @@ export function drawBoxes(canvas, layers) {
       n += 1;
     }
   });
+  canvas.dataset.keypoints = String(points);
   return n;
+}
+
+// Keypoints as dots in the model's colour with a dark ring (visible on any picture).
+function drawKeypoints(ctx, keypoints, colour, w, h, line) {
+  if (!keypoints || !keypoints.length) return 0;
+  const r = line * 2.5;
+  ctx.save();
+  ctx.fillStyle = colour;
+  ctx.strokeStyle = "#0b0d12";
+  ctx.lineWidth = Math.max(1, line / 2);
+  for (const [x, y] of keypoints) {
+    ctx.beginPath();
+    ctx.arc(x * w, y * h, r, 0, 2 * Math.PI);
+    ctx.fill();
+    ctx.stroke();
+  }
+  ctx.restore();
+  return keypoints.length;
 }

@@ -1,5 +1,6 @@
 // The scaling panel: per kind, consumer lag over the last minutes, active workers (members of
-// the kind's consumer groups) and input vs inferred frames per second.
+// the kind's consumer groups) and input vs inferred frames per second; below, every consumer
+// group of the kind (one per model served: FP32 and INT8 side by side) with its workers and lag.
 import { sparkline } from "./sparkline.js";
 
 const LAG = "#ffb300";
@@ -73,12 +74,18 @@ export class ScalingPanel {
     g.replaceChildren();
     for (const grp of k.groups) {
       const line = document.createElement("div");
+      line.dataset.group = grp.group;
+      // A kind's default model runs in `<group>`, every other model in `<group>-<model>`.
+      const model = grp.group.startsWith(`${k.group}-`) ? grp.group.slice(k.group.length + 1) : "";
+      line.dataset.model = model;
       const name = document.createElement("span");
       name.className = "g-name";
-      name.textContent = grp.group;
-      name.title = `${grp.group} (${grp.state})`;
+      name.textContent = model ? `${k.kind} · ${model}` : `${k.kind} · default model`;
+      name.title = `consumer group ${grp.group} (${grp.state})`;
       const nums = document.createElement("span");
       const n = grp.members.length;
+      line.dataset.workers = String(n);
+      line.classList.toggle("idle", n === 0);
       nums.textContent = `${n} worker${n === 1 ? "" : "s"} · lag ${grp.lag}`;
       line.append(name, nums);
       g.append(line);

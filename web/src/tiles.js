@@ -2,7 +2,7 @@
 // stream has results from more than one model. Boxes are always drawn on the frame they were
 // computed on: with several models, the newest frame that every active model has answered.
 // Drawing is coalesced to one per animation frame.
-import { FrameDecoder, colourOf, drawBitmap, drawBoxes } from "./overlay.js";
+import { FrameDecoder, colourOf, drawBitmap, drawBoxes, noteModel } from "./overlay.js";
 
 const KEEP_FRAMES = 48; // recent frames kept per tile, to pair slower models' results
 const ACTIVE_MS = 5000; // a model with no result for this long is not waited for
@@ -85,7 +85,7 @@ export class Tile {
     let m = this.models.get(header.model);
     if (!m) {
       m = { kind: header.kind, last: null, at: 0 };
-      colourOf(header.model);
+      noteModel(header.model, header.kind);
       this.models.set(header.model, m);
       this.renderChips();
     }

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.kafka
 
 STREAMS = [f"cam{i}" for i in range(8)]
 BATCH = 16
-FACE = (("kind", "face"),)
+FACE = (("kind", "face"), ("model", "blazeface-short"))
 
 
 def test_lag_and_seconds_behind_match_kafka_on_a_stuck_agent(
@@ -44,7 +44,7 @@ def test_lag_and_seconds_behind_match_kafka_on_a_stuck_agent(
     last_ts = float("inf")
     for p, (current, end, lag) in kafka_view.items():
         kafka_lag = lag if lag is not None else end  # no commit yet: all of it (KEDA: earliest)
-        mine = m[("evi_processor_lag_frames", (("kind", "face"), ("partition", str(p))))]
+        mine = m[("evi_processor_lag_frames", (*FACE, ("partition", str(p))))]
         assert abs(mine - kafka_lag) <= BATCH, (p, mine, kafka_view, log_tail("lag"))
         total += kafka_lag
         if current and kafka_lag:
