@@ -21,6 +21,7 @@ import yaml
 
 from evi.settings import TopicSettings
 from gateway.settings import GatewaySettings
+from processors.models import default_models
 from processors.settings import ProcessorSettings
 from tests.deploy.support import (
     REPO,
@@ -189,7 +190,7 @@ def test_services_listen_where_compose_looks(compose: Obj) -> None:
     assert urlparse(health_url(services["producer"])).port == producer["metrics_port"]
     (stream,) = producer["streams"]
     assert (stream["source"], stream["id"], stream["kinds"], stream["loop"]) == (
-        "sample:", "sample-1", ["face"], True)
+        "sample:", "sample-1", list(default_models()), True)  # every kind: one encode, N topics
 
 
 def test_topics_service_creates_the_processors_topics(compose: Obj) -> None:
