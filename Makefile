@@ -22,8 +22,9 @@ $(STAMP): requirements/dev.txt pyproject.toml
 # Regenerate the locks from pyproject.toml (+ requirements/tools.in: pip and the build backend)
 # for Python 3.11 on linux x86_64, with the sha256 of every file of each pinned version (so an
 # arm64 image installs from the same lock). Versions already locked stay unless pyproject.toml
-# excludes them; `make lock UPGRADE=1` takes the newest. The runtime lock (the image's) is
-# resolved with the dev lock's versions preferred: the image runs what the tests ran.
+# excludes them; `make lock UPGRADE=1` takes the newest. The runtime lock (the image's) and the
+# quantize lock (the image's INT8 build stage: runtime + NNCF) are resolved with the dev lock's
+# versions preferred: the image runs, and quantises with, what the tests ran.
 LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" \
 	pyproject.toml requirements/tools.in
@@ -31,6 +32,8 @@ lock: $(STAMP)
 	$(LOCK) --extra dev --extra quantize $(if $(UPGRADE),--upgrade) -o requirements/dev.txt
 	cp requirements/dev.txt requirements/runtime.txt
 	$(LOCK) -o requirements/runtime.txt
+	cp requirements/dev.txt requirements/quantize.txt
+	$(LOCK) --extra quantize -o requirements/quantize.txt
 
 setup: $(STAMP) models
 	bash deploy/kafka/kafka.sh fetch

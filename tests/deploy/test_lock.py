@@ -1,6 +1,7 @@
-"""The supply chain: requirements/{runtime,dev}.txt (`make lock`) pin every package with its
-hashes, agree with pyproject.toml, and are what the Makefile and the image install. Offline:
-a lock that pyproject.toml has moved past fails here with the fix (`make lock`)."""
+"""The supply chain: requirements/{runtime,quantize,dev}.txt (`make lock`) pin every package with
+its hashes, agree with pyproject.toml, and are what the Makefile and the image install (runtime;
+quantize in the image's INT8 build stage only). Offline: a lock that pyproject.toml has moved
+past fails here with the fix (`make lock`)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,11 @@ def dev() -> dict[str, tuple[str, set[str]]]:
     return parse_lock("dev.txt")
 
 
+@pytest.fixture(scope="module")
+def quantize() -> dict[str, tuple[str, set[str]]]:
+    return parse_lock("quantize.txt")
+
+
 def direct(requirements: list[str]) -> list[Requirement]:
     reqs = [Requirement(r) for r in requirements]
     return [r for r in reqs if r.marker is None or r.marker.evaluate(MARKER_ENV)]
@@ -93,6 +99,14 @@ def test_the_dev_lock_covers_the_project_its_dev_tools_and_quantizer(
     assert "uv" in dev, "`make lock` runs the locked uv"
 
 
+def test_the_quantize_lock_covers_the_project_and_nncf(
+    quantize: dict[str, tuple[str, set[str]]],
+) -> None:
+    project = pyproject()["project"]
+    check_covered(direct(project["dependencies"] + project["optional-dependencies"]["quantize"]),
+                  quantize, "quantize.txt")
+
+
 def test_the_image_runs_what_the_tests_ran(runtime: dict[str, tuple[str, set[str]]],
                                             dev: dict[str, tuple[str, set[str]]]) -> None:
     for package, (version, hashes) in runtime.items():
@@ -100,15 +114,31 @@ def test_the_image_runs_what_the_tests_ran(runtime: dict[str, tuple[str, set[str
         assert dev[package] == (version, hashes), f"{package}: runtime and dev locks differ"
 
 
+def test_the_image_quantises_with_what_the_tests_ran(
+    runtime: dict[str, tuple[str, set[str]]], quantize: dict[str, tuple[str, set[str]]],
+    dev: dict[str, tuple[str, set[str]]],
+) -> None:
+    """The quantize stage installs its lock over the runtime venv: it may add packages (NNCF's),
+    never change one, and every one is the dev lock's, so its IR is what `make test` makes
+    (the IR's record digests the NNCF and OpenVINO versions)."""
+    for package, pinned in runtime.items():
+        assert quantize.get(package) == pinned, f"{package}: runtime and quantize locks differ"
+    for package, pinned in quantize.items():
+        assert dev.get(package) == pinned, f"{package}: quantize and dev locks differ"
+    added = set(quantize) - set(runtime)
+    assert "nncf" in added and "nncf" not in runtime
+
+
 def test_the_installer_and_build_backend_are_locked(
-    runtime: dict[str, tuple[str, set[str]]], dev: dict[str, tuple[str, set[str]]],
+    runtime: dict[str, tuple[str, set[str]]], quantize: dict[str, tuple[str, set[str]]],
+    dev: dict[str, tuple[str, set[str]]],
 ) -> None:
     tools = [line.strip() for line in (LOCKS / "tools.in").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     backend = pyproject()["build-system"]["requires"]
     assert {str(canonicalize_name(Requirement(r).name)) for r in backend} <= {
         str(canonicalize_name(Requirement(t).name)) for t in tools}
-    for lock in (runtime, dev):
+    for lock in (runtime, quantize, dev):
         check_covered(direct([*tools, *backend]), lock, "the locks")
 
 
@@ -131,7 +161,10 @@ def test_make_and_ci_install_the_lock() -> None:
     installs = [line.strip() for line in recipe.splitlines() if "pip install" in line]
     assert installs == ["$(PY) -m pip install -q --require-hashes -r requirements/dev.txt",
                         "$(PY) -m pip install -q --no-deps --no-build-isolation -e ."]
-    assert re.search(r"^lock: ", makefile, re.M)
     assert "make test" in (REPO / ".ci" / "run").read_text()
-    for name in ("runtime.txt", "dev.txt"):
+    lock = re.search(r"^lock: .*$", makefile, re.M)
+    assert lock, "no `lock` target"
+    lock_recipe = makefile[lock.end():].split("\n\n")[0]
+    for name in ("runtime.txt", "quantize.txt", "dev.txt"):
+        assert f"-o requirements/{name}" in lock_recipe, f"`make lock` does not write {name}"
         assert "make lock" in (LOCKS / name).read_text().split("\n", 3)[1], name
