@@ -1,5 +1,7 @@
 """deploy/docker/Dockerfile and .dockerignore, read without a Docker engine: the stages, what
-reaches the final image, and that every file it copies is in the build context."""
+reaches the final image (the fetched models, the INT8 IR, the runtime venv without NNCF), that
+every dependency comes from a hash-checked lock, and that every file it copies is in the build
+context."""
 
 from __future__ import annotations
 
@@ -7,14 +9,19 @@ import fnmatch
 import importlib
 import re
 import tomllib
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 from evi.cli import SERVICES
 from gateway.settings import GatewaySettings
+from processors.models import default_models
+from processors.quantize import int8_models, record_path
 from processors.settings import ProcessorSettings
+from tests.deploy import image
 from tests.deploy.dockerfile import Stage, parse
 from tests.deploy.support import DOCKERFILE, REPO
+from tests.deploy.test_lock import parse_lock
 
 COMPILERS = re.compile(r"\b(build-essential|gcc|g\+\+|clang|make|cmake)\b")
 
@@ -24,6 +31,11 @@ def stages() -> list[Stage]:
     args, stages = parse(DOCKERFILE)
     assert args == {"PYTHON_IMAGE": "python:3.11-slim"}
     return stages
+
+
+def stage(stages: list[Stage], name: str) -> Stage:
+    (found,) = [s for s in stages if s.name == name]
+    return found
 
 
 def ignored(path: str, patterns: list[str]) -> bool:
@@ -59,6 +71,7 @@ def test_ignore_rules_behave_like_docker() -> None:
 
 def test_stages(stages: list[Stage]) -> None:
     assert [(s.base, s.name) for s in stages] == [("python:3.11-slim", "build"),
+                                                  ("build", "quantize"),
                                                   ("python:3.11-slim", "final")]
     requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
     assert requires == ">=3.11"
@@ -84,11 +97,11 @@ def test_no_compiler_in_the_final_stage(stages: list[Stage]) -> None:
         assert not COMPILERS.search(run.args), run.args
         assert "apt-get install" not in run.args and "pip install" not in run.args
     for copy in final.all("COPY"):
-        assert copy.flags.get("from") in (None, "build"), copy.flags
+        assert copy.flags.get("from") in (None, "build", "quantize"), copy.flags
 
 
 def test_models_are_fetched_at_build_time(stages: list[Stage]) -> None:
-    build, final = stages
+    build, final = stage(stages, "build"), stages[-1]
     runs = [r.args for r in build.all("RUN")]
     assert any(r.strip() == "evi models fetch" for r in runs)
     module, func, _ = SERVICES["models"]
@@ -98,6 +111,47 @@ def test_models_are_fetched_at_build_time(stages: list[Stage]) -> None:
     copies = [c.words() for c in final.all("COPY") if c.flags.get("from") == "build"]
     assert [f"{cache}/models", f"{cache}/models"] in copies
     assert ["/opt/venv", "/opt/venv"] in copies
+
+
+def test_the_int8_ir_of_every_quantize_from_entry_is_in_the_final_stage(
+    stages: list[Stage],
+) -> None:
+    """`evi models quantize` runs in the quantize stage, and the final stage gets the IR (.xml,
+    .bin) and record (.json) of every INT8 entry of the built-in catalog, and nothing else of
+    that stage: no lock file, no venv."""
+    quantize, final = stage(stages, "quantize"), stages[-1]
+    runs = [words for r in quantize.all("RUN") for _, words in image.commands(r)]
+    assert ["evi", "models", "quantize"] in runs, "all kinds: no --kind, no --models-file"
+    cache = PurePosixPath(final.env()["EVI_CACHE_DIR"])
+    entries = int8_models(default_models())
+    assert {m.name for _, m in entries} >= {"blazeface-short-int8", "blazeface-full-int8",
+                                            "pose-int8"}
+    wanted = set()
+    for _, m in entries:
+        xml = m.resolve_path(Path(cache))
+        assert xml.parent == Path(cache / "models" / "int8"), m.name
+        wanted |= {PurePosixPath(p) for p in (xml, xml.with_suffix(".bin"), record_path(xml))}
+    built = image.build(stages)
+    assert wanted <= built["final"].files
+    from_quantize = [c.words() for c in final.all("COPY") if c.flags.get("from") == "quantize"]
+    assert from_quantize == [[f"{cache}/models/int8", f"{cache}/models/int8"]]
+    int8 = {f for f in built["final"].files if cache / "models" / "int8" in f.parents}
+    assert int8 == wanted, "only the IR and its record reach the final image"
+
+
+def test_nncf_is_not_in_the_final_venv(stages: list[Stage]) -> None:
+    """The final stage's venv is the build stage's (runtime lock only); NNCF is installed in the
+    quantize stage, whose venv stays there."""
+    built = image.build(stages)
+    final = built["final"]
+    assert final.locks == ["requirements/runtime.txt"]
+    assert not any("nncf" in parse_lock(Path(lock).name) for lock in final.locks)
+    assert not any("nncf" in " ".join(words) for words in final.installs)
+    assert "nncf" in parse_lock("quantize.txt") and "nncf" not in parse_lock("runtime.txt")
+    assert built["quantize"].locks == ["requirements/runtime.txt", "requirements/quantize.txt"]
+    venv_copies = [c for s in stages for c in s.all("COPY") if c.words()[0] == "/opt/venv"]
+    assert [(c.flags, c.words()) for c in venv_copies] == [
+        ({"from": "build"}, ["/opt/venv", "/opt/venv"])]
 
 
 def test_web_assets_are_where_the_gateway_looks(stages: list[Stage]) -> None:
@@ -149,21 +203,48 @@ def test_context_excludes_what_the_image_must_not_carry() -> None:
                  "deploy/k8s/base/kustomization.yaml", "test-artifacts/logs/a.log", ".env",
                  "requirements/dev.txt"):
         assert ignored(path, patterns), path
-    for path in ("pyproject.toml", "README.md", "requirements/runtime.txt", "evi/cli.py",
+    for path in ("pyproject.toml", "README.md", "requirements/runtime.txt",
+                 "requirements/quantize.txt", "evi/cli.py",
                  "gateway/app.py", "processors/app.py", "producers/__main__.py",
                  "web/index.html"):
         assert not ignored(path, patterns), path
 
 
+def pip_installs(s: Stage) -> list[str]:
+    runs = [r.args for r in s.all("RUN")]
+    return [part.strip() for r in runs for part in r.split("&&") if "pip install" in part]
+
+
 def test_dependencies_install_from_the_lock(stages: list[Stage]) -> None:
     """Only hash-checked files from requirements/runtime.txt; the project without resolving."""
-    build = stages[0]
-    runs = [r.args for r in build.all("RUN")]
-    installs = [part.strip() for r in runs for part in r.split("&&") if "pip install" in part]
-    assert installs == ["pip install --require-hashes -r requirements/runtime.txt",
-                        "pip install --no-deps --no-build-isolation ."]
+    build = stage(stages, "build")
+    assert pip_installs(build) == ["pip install --require-hashes -r requirements/runtime.txt",
+                                   "pip install --no-deps --no-build-isolation ."]
     copies = [c.words() for c in build.all("COPY")]
     assert ["requirements/runtime.txt", "./requirements/"] in copies
     assert copies.index(["requirements/runtime.txt", "./requirements/"]) == 0, (
         "the lock layer comes first: a code or pyproject edit does not reinstall it")
     assert build.env()["PATH"].startswith("/opt/venv/bin:")
+    quantize = stage(stages, "quantize")
+    assert pip_installs(quantize) == ["pip install --require-hashes -r requirements/quantize.txt"]
+    assert [c.words() for c in quantize.all("COPY")] == [["requirements/quantize.txt",
+                                                         "./requirements/"]]
+
+
+def test_every_lock_is_hash_checked(stages: list[Stage]) -> None:
+    """Every `pip install` of every stage is a lock in --require-hashes mode (each of its lines
+    pinned with hashes: test_lock.parse_lock) or the project itself without its dependencies;
+    pip refuses an unhashed or unpinned file either way."""
+    for s in stages:
+        for words in (w for r in s.all("RUN") for _, w in image.commands(r)):
+            if "install" not in words or "pip" not in words:
+                continue
+            locks = [words[i + 1] for i, w in enumerate(words) if w == "-r"]
+            if locks:
+                assert "--require-hashes" in words, (s.name, words)
+                for lock in locks:
+                    assert lock.startswith("requirements/") and lock.endswith(".txt"), lock
+                    assert parse_lock(Path(lock).name), lock  # pins and hashes, every line
+            else:
+                assert words[-1] == "." and {"--no-deps", "--no-build-isolation"} <= set(words), (
+                    s.name, words)
