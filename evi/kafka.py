@@ -100,13 +100,14 @@ def watermarks(c: Consumer, topic: str, partitions: list[int],
 def offsets_at(c: Consumer, topic: str, partitions: list[int], ms: int,
                timeout: float = 10.0) -> dict[int, int]:
     """Per partition, the first offset whose timestamp is at or after `ms`, else (no record that
-    recent: Kafka answers -1) the end offset. A partition's error raises KafkaException."""
+    recent: Kafka answers -1) the end offset as it was *before* the question, so a record that
+    arrives while we ask is never skipped. A partition's error raises KafkaException."""
+    ends = {p: high for p, (_, high) in watermarks(c, topic, partitions, timeout).items()}
     out: dict[int, int] = {}
     for tp in c.offsets_for_times([TopicPartition(topic, p, ms) for p in partitions], timeout):
         if tp.error is not None:
             raise KafkaException(tp.error)
-        out[tp.partition] = (tp.offset if tp.offset >= 0
-                             else watermarks(c, topic, [tp.partition], timeout)[tp.partition][1])
+        out[tp.partition] = tp.offset if tp.offset >= 0 else ends[tp.partition]
     return out
 
 

@@ -5,7 +5,8 @@ topics start at their end when the gateway starts; the stream registry from its 
 Every `metadata_refresh_s` the thread looks for topics and partitions that appeared since (a new
 kind, more partitions) and reads them from the moment it last looked, so nothing created after
 start is missed. Kafka going away never ends the thread: librdkafka reconnects by itself, and a
-consumer that cannot be set up is retried.
+consumer that cannot be set up is retried; a consumer replaced after a failure goes on from where
+the last one was, so a restart of the feed skips no record.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Feed:
         self.partitions: dict[str, int] = {}  # assigned topic -> partitions
         self.records = 0
         self.restarts = 0
+        self._next: dict[tuple[str, int], int] = {}  # next offset per partition handed over
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -114,14 +116,22 @@ class Feed:
     def _start_offsets(
         self, c: Consumer, topic: str, parts: list[int], since_ms: int | None
     ) -> list[TopicPartition]:
-        """From the end now (since_ms None) or from the first record at/after since_ms."""
-        if topic == self.topics.streams:
-            return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts]
-        if since_ms is None:
-            at = {p: high for p, (_, high) in watermarks(c, topic, parts, 5).items()}
+        """Where the last consumer stopped, else from the end now (since_ms None) or from the
+        first record at/after since_ms."""
+        saved = {p: self._next[topic, p] for p in parts if (topic, p) in self._next}
+        rest = [p for p in parts if p not in saved]
+        if not rest:
+            at = {}
+        elif topic == self.topics.streams:
+            at = dict.fromkeys(rest, OFFSET_BEGINNING)
+        elif since_ms is None:
+            at = {p: high for p, (_, high) in watermarks(c, topic, rest, 5).items()}
         else:  # a partition's error raises: the next metadata look retries from the same time
-            at = offsets_at(c, topic, parts, since_ms, 5)
-        return [TopicPartition(topic, p, o) for p, o in at.items()]
+            at = offsets_at(c, topic, rest, since_ms, 5)
+        for p, o in at.items():
+            if o >= 0:  # resolved now: a replacement consumer starts here too
+                self._next[topic, p] = o
+        return [TopicPartition(topic, p, o) for p, o in (saved | at).items()]
 
     def _assign_new(self, c: Consumer, since_ms: int | None) -> int:
         wanted = self._wanted(c)
@@ -171,11 +181,14 @@ class Feed:
             # now, else block in poll(), which returns as soon as one record arrives.
             batch = c.consume(num_messages=500, timeout=0)
             if not batch:
-                first = c.poll(0.1)
-                batch = [first, *c.consume(num_messages=499, timeout=0)] if first else []
+                first = c.poll(0.1)  # a Message is falsy when its value is empty: ask for None
+                batch = [] if first is None else [first, *c.consume(num_messages=499, timeout=0)]
             if batch:
                 self.records += len(batch)
                 self.on_batch(batch)
+                for m in batch:  # handed over: a replacement consumer starts after these
+                    if m.error() is None:
+                        self._next[m.topic() or "", m.partition() or 0] = (m.offset() or 0) + 1
             else:
                 self.on_idle()
             if time.monotonic() >= next_look:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from evi.kafka import ensure_topics, offsets_at
 from evi.settings import KafkaSettings
@@ -33,3 +33,26 @@ def test_first_offset_at_or_after_the_time_else_the_end(kafka: KafkaSettings) ->
             offsets_at(c, topic, [0, 7], 1500, timeout=5)  # no partition 7
     finally:
         c.close()
+
+
+class _GrowingPartition:
+    """A consumer whose partition gains a record between any two questions: the race a real
+    broker has when records arrive while a reader looks for its start."""
+
+    def __init__(self) -> None:
+        self.end = 5
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float,
+                              cached: bool) -> tuple[int, int]:
+        self.end += 1
+        return 0, self.end - 1
+
+    def offsets_for_times(self, tps: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        self.end += 1
+        return [TopicPartition(tp.topic, tp.partition, -1) for tp in tps]
+
+
+def test_a_record_arriving_while_the_start_is_looked_up_is_not_skipped() -> None:
+    c = _GrowingPartition()
+    # The end before the question (5), not after it: offset 5 arrived while we asked.
+    assert offsets_at(c, "t", [0], 10**12) == {0: 5}  # type: ignore[arg-type]
