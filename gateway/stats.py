@@ -89,6 +89,7 @@ class ModelStats:
         self.seen = SeenWindow(window)
         self.total = 0
         self.skipped = 0
+        self.skips: deque[tuple[float, int]] = deque(maxlen=1000)  # (when, frames skipped)
         self.duplicates = 0
 
     def accept(self, r: Result) -> bool:
@@ -97,17 +98,28 @@ class ModelStats:
         if gap is None:
             self.duplicates += 1
             return False
-        self.skipped += gap
+        now = time.monotonic()
+        if gap:
+            self.skipped += gap
+            self.skips.append((now, gap))
         self.total += 1
-        self.times.append(time.monotonic())
+        self.times.append(now)
         self.latency_ms.append(max(0.0, _now_ms() - r.ts_ms))
         return True
+
+    def skipped_per_s(self, now: float) -> float:
+        """Frames this model skipped a second over the last WINDOW_S: gaps in its results'
+        seqs, which is what drop-stale does while behind (docs/gateway.md, "Pictures")."""
+        while self.skips and self.skips[0][0] < now - WINDOW_S:
+            self.skips.popleft()
+        return round(sum(n for _, n in self.skips) / WINDOW_S, 2)
 
     def view(self, name: str, now: float) -> ModelView:
         return ModelView(
             model=name, kind=self.kind, results_seen=self.total, fps_out=rate(self.times, now),
             last_seq=self.seen.last_seq, latency_p50_ms=percentile(list(self.latency_ms), 0.5),
-            skipped=self.skipped, duplicates=self.duplicates,
+            skipped=self.skipped, skipped_per_s=self.skipped_per_s(now),
+            duplicates=self.duplicates,
         )
 
 
