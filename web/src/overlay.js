@@ -67,7 +67,8 @@ export function drawBitmap(canvas, bitmap, dim = false) {
   return ctx;
 }
 
-// layers: [{detections, colour, prefix}] — returns the number of boxes drawn.
+// layers: [{detections, colour, prefix, dashed}] — returns the number of boxes drawn. Dashed:
+// boxes of an older frame drawn on a newer one (results behind the picture).
 export function drawBoxes(canvas, layers) {
   const ctx = canvas.getContext("2d");
   const w = canvas.width;
@@ -78,7 +79,8 @@ export function drawBoxes(canvas, layers) {
   ctx.font = `600 ${size}px system-ui, sans-serif`;
   ctx.textBaseline = "top";
   let n = 0;
-  layers.forEach(({ detections, colour, prefix }, li) => {
+  layers.forEach(({ detections, colour, prefix, dashed }, li) => {
+    ctx.setLineDash(dashed ? [line * 4, line * 2] : []);
     for (const d of detections) {
       const [x1, y1, x2, y2] = d.box;
       const bx = x1 * w;
@@ -101,5 +103,6 @@ export function drawBoxes(canvas, layers) {
       n += 1;
     }
   });
+  ctx.setLineDash([]);
   return n;
 }
