@@ -4,7 +4,7 @@ streams; a processor that cannot keep up (tests/e2e/laggard.py) answers each fra
 its capture — half the streams every frame (process-all's backlog), half about one frame a
 second (drop-stale while behind, with the processors' own StalePolicy) — and the gateway keeps
 only 8 frames per stream, so every result arrives long after its frame left (as in the issue,
-where every tile said "waiting for frames…").
+where every tile said "waiting for frames…"); the page opens once results flow.
 
 Every tile must show a recent picture (canvas pixels, not only the DOM), the results' boxes on
 it, "results N s behind", and, on the drop-stale half only, "dropping stale frames". A
@@ -52,8 +52,8 @@ TILES = """() => [...document.querySelectorAll('.tile')].map((t) => {
     stream: t.dataset.stream, pixels: d.length / 4, lit, green, colours: colours.size,
     boxes: +t.dataset.boxes || 0, results: +t.dataset.results || 0,
     behindMs: +t.dataset.behindMs || 0, pictureAgeMs: Date.now() - (+t.dataset.picture || 0),
-    behindText: behind.hidden ? '' : behind.textContent,
-    staleText: stale.hidden ? '' : stale.textContent,
+    behindText: behind && !behind.hidden ? behind.textContent : '',
+    staleText: stale && !stale.hidden ? stale.textContent : '',
     placeholder: !t.querySelector('.placeholder').hidden,
   };
 })"""
@@ -102,9 +102,13 @@ def test_every_tile_shows_its_newest_picture_with_aged_boxes_under_overload(
         laggard = stack.enter_context(Laggard(kafka, topics, "face", BEHIND_S, DROP_STALE))
         page = stack.enter_context(chromium_page(1920, 1600))  # every tile on screen
         wait_until(lambda: http_ok(f"{url}/readyz"), 60, "gateway ready")
+        # The page opens once results flow, far behind (as in the issue): no frame of theirs
+        # is left to pair with, and the gateway must send the frames themselves.
+        wait_until(lambda: all(laggard.answered.get(s) for s in STREAMS), BEHIND_S + 30,
+                   "results of every stream")
         page.goto(f"{url}/")
         wrong: dict[str, list[str]] = {}
-        for _ in range(60):  # up to ~60 s: results start BEHIND_S after the first frames
+        for _ in range(30):  # up to ~30 s
             wrong = tiles_wrong(page)
             if not wrong:
                 break
