@@ -59,6 +59,27 @@ TILES = """() => [...document.querySelectorAll('.tile')].map((t) => {
 })"""
 
 
+# Counts what the websocket delivers, by message type, and its bytes: bandwidth stays sane.
+COUNT_MESSAGES = """(() => {
+  const Real = window.WebSocket;
+  const seen = window.__seen = { frame: 0, result: 0, other: 0, bytes: 0, t0: 0 };
+  const decoder = new TextDecoder();
+  window.WebSocket = function (...args) {
+    const ws = new Real(...args);
+    ws.addEventListener('message', (e) => {
+      if (!(e.data instanceof ArrayBuffer)) return;
+      const n = new DataView(e.data).getUint32(0);
+      const type = JSON.parse(decoder.decode(new Uint8Array(e.data, 4, n))).type;
+      seen[type in seen ? type : 'other'] += 1;
+      seen.bytes += e.data.byteLength;
+    });
+    return ws;
+  };
+  window.WebSocket.prototype = Real.prototype;
+  Object.assign(window.WebSocket, { OPEN: Real.OPEN, CLOSED: Real.CLOSED });
+})();"""
+
+
 def problems(tile: dict[str, Any]) -> list[str]:
     """What is wrong with a tile, in words; [] when it shows what it must."""
     out = []
@@ -106,6 +127,7 @@ def test_every_tile_shows_its_newest_picture_with_aged_boxes_under_overload(
         # is left to pair with, and the gateway must send the frames themselves.
         wait_until(lambda: all(laggard.answered.get(s) for s in STREAMS), BEHIND_S + 30,
                    "results of every stream")
+        page.add_init_script(COUNT_MESSAGES)
         page.goto(f"{url}/")
         wrong: dict[str, list[str]] = {}
         for _ in range(30):  # up to ~30 s
@@ -119,6 +141,14 @@ def test_every_tile_shows_its_newest_picture_with_aged_boxes_under_overload(
         # The laggard really was behind and really dropped frames on the drop-stale half only.
         assert all(laggard.answered.get(s, 0) > 0 for s in STREAMS), laggard.answered
         assert {s for s, n in laggard.skipped.items() if n} == DROP_STALE, laggard.skipped
-        # Stays right: a few seconds later every tile still shows a fresh picture.
-        page.wait_for_timeout(3000)
+        # Stays right: 5 s later every tile still shows a fresh picture; meanwhile frames alone
+        # came at most 5/s per stream (12 streams at 8 fps: 96 frames/s offered).
+        before = page.evaluate("() => ({...window.__seen})")
+        page.wait_for_timeout(5000)
+        after = page.evaluate("() => ({...window.__seen})")
         assert tiles_wrong(page) == {}
+        rate = {k: (after[k] - before[k]) / 5 for k in ("frame", "result", "bytes")}
+        print(f"\nwebsocket over 5 s: {rate['frame']:.1f} frames alone/s, "
+              f"{rate['result']:.1f} results/s, {rate['bytes'] / 1e6:.2f} MB/s")
+        assert 12 <= rate["frame"] <= 12 * 5 * 1.2, rate
+        assert rate["result"] > 12 * FPS / 2, rate  # the process-all half alone sends 48/s
