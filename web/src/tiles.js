@@ -244,13 +244,17 @@ export class Tile {
     const latest = this.latest;
     const answered = [...this.models.entries()].filter(([n, m]) => m.last && (!want || n === want));
     if (latest && answered.length && (!complete || latest.ts - complete.ts > IN_SYNC_MS)) {
-      // Results lag behind the picture: the newest frame, each model's newest boxes (dashed:
-      // they were computed on an older frame), and how far behind they are.
-      const layers = answered.map(([name, m]) => ({
-        model: name, detections: m.last.detections, colour: colourOf(name), prefix: "",
-        dashed: true,
-      }));
-      const behindMs = latest.ts - Math.min(...answered.map(([, m]) => m.last.ts_ms));
+      // Results lag behind the picture: the newest frame, each model's boxes on it if it has
+      // answered it, else its newest boxes dashed (computed on an older frame), and how far
+      // behind the oldest of those is.
+      const here = this.recent.get(latest.ts);
+      const layers = answered.map(([name, m]) => {
+        const own = here && here.byModel.get(name);
+        return { model: name, detections: (own || m.last).detections, colour: colourOf(name),
+          prefix: "", dashed: !own, ts: (own || m.last).ts_ms };
+      });
+      const older = layers.filter((l) => l.dashed).map((l) => l.ts);
+      const behindMs = older.length ? latest.ts - Math.min(...older) : 0;
       return { key: `${latest.ts}/${want || "all"}`, header: latest.header, jpeg: latest.jpeg,
         layers, behindMs };
     }
