@@ -41,6 +41,24 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class GapRate:
+    """Sequence numbers skipped a second over the last WINDOW_S (bounded: the last 1,000 gaps)."""
+
+    __slots__ = ("_gaps",)
+
+    def __init__(self) -> None:
+        self._gaps: deque[tuple[float, int]] = deque(maxlen=1000)  # (when, how many skipped)
+
+    def add(self, now: float, n: int) -> None:
+        if n:
+            self._gaps.append((now, n))
+
+    def per_s(self, now: float) -> float:
+        while self._gaps and self._gaps[0][0] < now - WINDOW_S:
+            self._gaps.popleft()
+        return sum(n for _, n in self._gaps) / WINDOW_S
+
+
 class SeenWindow:
     """The last `size` (seq, ts_ms) pairs seen, and where the sequence is (for gap counting)."""
 
@@ -89,7 +107,7 @@ class ModelStats:
         self.seen = SeenWindow(window)
         self.total = 0
         self.skipped = 0
-        self.skips: deque[tuple[float, int]] = deque(maxlen=1000)  # (when, frames skipped)
+        self.skips = GapRate()
         self.duplicates = 0
 
     def accept(self, r: Result) -> bool:
@@ -99,27 +117,22 @@ class ModelStats:
             self.duplicates += 1
             return False
         now = time.monotonic()
-        if gap:
-            self.skipped += gap
-            self.skips.append((now, gap))
+        self.skipped += gap
+        self.skips.add(now, gap)
         self.total += 1
         self.times.append(now)
         self.latency_ms.append(max(0.0, _now_ms() - r.ts_ms))
         return True
 
-    def skipped_per_s(self, now: float) -> float:
-        """Frames this model skipped a second over the last WINDOW_S: gaps in its results'
-        seqs, which is what drop-stale does while behind (docs/gateway.md, "Pictures")."""
-        while self.skips and self.skips[0][0] < now - WINDOW_S:
-            self.skips.popleft()
-        return round(sum(n for _, n in self.skips) / WINDOW_S, 2)
-
-    def view(self, name: str, now: float) -> ModelView:
+    def view(self, name: str, now: float, frames_lost_per_s: float = 0.0) -> ModelView:
+        """`skipped_per_s`: gaps in this model's results a second over the last WINDOW_S, less
+        the stream's own frame gaps (frames lost before any processor): the frames the model
+        skipped, which is what drop-stale does while behind (docs/gateway.md, "Pictures")."""
+        skipping = max(0.0, self.skips.per_s(now) - frames_lost_per_s)
         return ModelView(
             model=name, kind=self.kind, results_seen=self.total, fps_out=rate(self.times, now),
             last_seq=self.seen.last_seq, latency_p50_ms=percentile(list(self.latency_ms), 0.5),
-            skipped=self.skipped, skipped_per_s=self.skipped_per_s(now),
-            duplicates=self.duplicates,
+            skipped=self.skipped, skipped_per_s=round(skipping, 2), duplicates=self.duplicates,
         )
 
 
@@ -135,6 +148,7 @@ class StreamStats:
         self.frames_seen = SeenWindow(window)
         self.frames_total = 0
         self.frames_missing = 0
+        self.frame_gaps = GapRate()
         self.results_total = 0
         self.last_seq = -1
         self.last_seen_ms = 0
@@ -152,6 +166,7 @@ class StreamStats:
         if gap is None:
             return False  # a replayed copy
         self.frames_missing += gap
+        self.frame_gaps.add(time.monotonic(), gap)
         self.frames_in.append(time.monotonic())
         self.frames_total += 1
         self.last_seen_ms = _now_ms()
@@ -182,7 +197,8 @@ class StreamStats:
     def snapshot(self) -> StreamStatsView:
         now = time.monotonic()
         lat = list(self.latency_ms)
-        models = [self.models[name].view(name, now) for name in sorted(self.models)]
+        lost = self.frame_gaps.per_s(now)
+        models = [self.models[name].view(name, now, lost) for name in sorted(self.models)]
         return StreamStatsView(
             fps_in=rate(self.frames_in, now),
             fps_out=round(sum(m.fps_out for m in models), 2),

@@ -167,6 +167,24 @@ async def test_results_with_gaps_say_frames_are_being_skipped() -> None:
     assert (m2.skipped, m2.skipped_per_s) == (0, 0.0)
 
 
+async def test_frames_lost_before_the_processor_are_not_called_skipped() -> None:
+    # The producer lost seqs 3-7 (never in Kafka): the results' gap is theirs, not drop-stale's.
+    f = fanout()
+    f.subscribers.add(["cam1"])
+    seqs = [0, 1, 2, 8, 9, 10, 20]
+    feed(f, [rec.frame("cam1", s, 1000 + s, JPEGS[0]) for s in seqs[:-1]])
+    feed(f, [rec.result("cam1", s, 1000 + s) for s in seqs[:-1]])
+    [m] = stats(f, "cam1").models
+    assert (m.skipped, m.skipped_per_s) == (5, 0.0)
+    feed(f, [rec.frame("cam1", 20, 1020, JPEGS[0]), rec.result("cam1", 20, 1020)])
+    [m] = stats(f, "cam1").models
+    assert (m.skipped, m.skipped_per_s) == (14, 0.0), "frames 11-19 never came either"
+    feed(f, [rec.frame("cam1", s, 1000 + s, JPEGS[0]) for s in range(21, 31)])
+    feed(f, [rec.result("cam1", 30, 1030)])
+    [m] = stats(f, "cam1").models
+    assert (m.skipped, m.skipped_per_s) == (23, 0.9), "21-29 came and were not answered"
+
+
 def test_frame_alone_header_says_it_is_a_picture() -> None:
     meta = FrameMeta("cam1", 7, 1234, 320, 240, producer="test")
     h, body = unpack_message(pack_message(frame_header(meta), b"jpeg"))

@@ -294,8 +294,12 @@ export class Tile {
     const { layers, behindMs } = this.decoder.header;
     const boxes = drawBoxes(this.canvas, layers);
     this.placeholder.hidden = true;
-    this.behindEl.hidden = !(behindMs > IN_SYNC_MS);
-    this.behindEl.textContent = `results ${(behindMs / 1000).toFixed(1)} s behind`;
+    // Frames flow but no result has come since the page opened (a processor far behind on this
+    // stream's partition, or none running): say so rather than look like a tile without faces.
+    const none = this.models.size === 0;
+    this.behindEl.hidden = !(behindMs > IN_SYNC_MS || none);
+    this.behindEl.textContent = none ? "no results yet"
+      : `results ${(behindMs / 1000).toFixed(1)} s behind`;
     this.el.dataset.behindMs = String(behindMs);
     this.el.dataset.picture = String(src.header ? src.header.ts_ms : 0);
     this.el.dataset.boxes = String(boxes);
