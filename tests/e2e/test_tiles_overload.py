@@ -34,22 +34,25 @@ DROP_STALE = set(STREAMS[6:])
 BEHIND_S = 8.0
 FPS = 8
 
-# Per tile: what a person would see. Pixels: non-blank (lit, varied) and the first model's
-# green (#00e05a) box; the picture's capture time against the page's clock.
+# Per tile: what a person would see. Pixels: non-blank (lit, varied) and in the colour the
+# tile drew its boxes with (`data-colours`, e.g. #00e05a); the picture's capture time against
+# the page's clock.
 TILES = """() => [...document.querySelectorAll('.tile')].map((t) => {
   const c = t.querySelector('canvas');
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let lit = 0, green = 0;
+  const hex = (t.dataset.colours || '#000000').split(' ')[0];
+  const want = [1, 3, 5].map((k) => parseInt(hex.slice(k, k + 2), 16));
+  let lit = 0, box = 0;
   const colours = new Set();
   for (let i = 0; i < d.length; i += 4) {
     const [r, g, b, a] = [d[i], d[i + 1], d[i + 2], d[i + 3]];
     if (a > 0 && r + g + b > 60) lit++;
-    if (r < 60 && g > 190 && b < 130) green++;
+    if (Math.abs(r - want[0]) + Math.abs(g - want[1]) + Math.abs(b - want[2]) < 60) box++;
     if (i % 64 === 0) colours.add((r >> 4) << 8 | (g >> 4) << 4 | (b >> 4));
   }
   const behind = t.querySelector('.behind'), stale = t.querySelector('.stale');
   return {
-    stream: t.dataset.stream, pixels: d.length / 4, lit, green, colours: colours.size,
+    stream: t.dataset.stream, pixels: d.length / 4, lit, boxPixels: box, colours: colours.size,
     boxes: +t.dataset.boxes || 0, results: +t.dataset.results || 0,
     behindMs: +t.dataset.behindMs || 0, pictureAgeMs: Date.now() - (+t.dataset.picture || 0),
     behindText: behind && !behind.hidden ? behind.textContent : '',
@@ -87,8 +90,8 @@ def problems(tile: dict[str, Any]) -> list[str]:
         out.append("no picture")
     if tile["pictureAgeMs"] > 4000:
         out.append(f"picture {tile['pictureAgeMs']} ms old")
-    if tile["boxes"] < 1 or tile["green"] < 200:
-        out.append(f"no boxes ({tile['boxes']}, {tile['green']} box pixels)")
+    if tile["boxes"] < 1 or tile["boxPixels"] < 200:
+        out.append(f"no boxes ({tile['boxes']}, {tile['boxPixels']} box pixels)")
     if not re.fullmatch(r"results \d+\.\d s behind", tile["behindText"]) or \
             tile["behindMs"] < BEHIND_S * 1000 / 2:
         out.append(f"no age: {tile['behindText']!r} ({tile['behindMs']} ms)")

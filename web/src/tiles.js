@@ -303,6 +303,7 @@ export class Tile {
     this.el.dataset.behindMs = String(behindMs);
     this.el.dataset.picture = String(src.header ? src.header.ts_ms : 0);
     this.el.dataset.boxes = String(boxes);
+    this.el.dataset.colours = layers.map((l) => l.colour).join(" ");
     this.el.dataset.drawn = String(Number(this.el.dataset.drawn || 0) + 1);
   }
 }
