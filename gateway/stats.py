@@ -42,13 +42,13 @@ def _now_ms() -> int:
 
 
 class LostRanges:
-    """The last 256 runs of frame seqs a stream never delivered (lost before any processor), so
+    """The last 64 runs of frame seqs a stream never delivered (lost before any processor), so
     a gap in a model's results can tell the frames it skipped from the frames nobody had."""
 
     __slots__ = ("_runs",)
 
     def __init__(self) -> None:
-        self._runs: deque[tuple[int, int]] = deque(maxlen=256)  # (first, last) seq, inclusive
+        self._runs: deque[tuple[int, int]] = deque(maxlen=64)  # (first, last) seq, inclusive
 
     def add(self, first: int, last: int) -> None:
         self._runs.append((first, last))
@@ -59,12 +59,13 @@ class LostRanges:
 
 
 class GapRate:
-    """Sequence numbers skipped a second over the last WINDOW_S (bounded: the last 1,000 gaps)."""
+    """Sequence numbers skipped a second over the last WINDOW_S (bounded: the last 256 gaps,
+    ~20 kB per stream and model; more than 25 gaps a second is counted low, still above 0)."""
 
     __slots__ = ("_gaps",)
 
     def __init__(self) -> None:
-        self._gaps: deque[tuple[float, int]] = deque(maxlen=1000)  # (when, how many skipped)
+        self._gaps: deque[tuple[float, int]] = deque(maxlen=256)  # (when, how many skipped)
 
     def add(self, now: float, n: int) -> None:
         if n:
