@@ -2,8 +2,9 @@
 
 Runs on the event loop. Each result is paired with its frame (the producer's JPEG, untouched)
 and put in the bounded queue of every subscriber of its stream; results of a stream keep their
-order, duplicates (at-least-once replays) are dropped, and streams without recent results have
-their frames sent alone so the video still shows.
+order, duplicates (at-least-once replays) are dropped, and streams whose results lag behind
+(or that have none) have their newest frames sent alone, rate-limited, so a tile always shows
+the newest picture (gateway/pictures.py).
 
 No record can stop it: each one is handled on its own, what cannot be read or raises is counted
 (gateway/intake.py) and the rest of the batch goes on; the batch's in-flight slot is given back
@@ -29,6 +30,7 @@ from gateway.feed import Feed
 from gateway.health import FeedHealth
 from gateway.intake import BAD_RECORDS, RECORDS, Bad, RateLimitedLog
 from gateway.monitor import Monitor
+from gateway.pictures import AloneFrames
 from gateway.protocol import (
     frame_header,
     pack_message,
@@ -63,6 +65,7 @@ class Fanout:
                                self._evicted)
         self.counts = KindCounts(s.max_models)
         self.subscribers = Subscribers(s.client_queue, self._client_dropped)
+        self.alone = AloneFrames(s.frames_alone_after_ms, s.frames_alone_fps)
         self.started = time.time()
         self.health = FeedHealth(s.feed_stall_s)
         self._cached: set[str] = set()  # streams with frames in their cache
@@ -208,8 +211,8 @@ class Fanout:
             BAD_RECORDS.labels(topic, intake.ERROR).inc()
             self._log.warning(intake.ERROR, "record on %s raised %r; skipped", topic, e, exc=True)
 
-    def _publish(self, stream: str, message: bytes) -> None:
-        if self.subscribers.publish(stream, message):
+    def _publish(self, stream: str, message: bytes, latest: bool = False) -> None:
+        if self.subscribers.publish(stream, message, latest):
             self._budget -= 1
 
     def _on_registry(self, m: Message) -> None:
@@ -243,9 +246,8 @@ class Fanout:
                 self._cached.add(stream)
         if st.pending:
             self._flush(stream, st, now)
-        alone_after = self.s.frames_alone_after_ms / 1000
-        if fresh and alone_after and wanted and now - st.stats.last_result_mono > alone_after:
-            self._publish(stream, pack_message(frame_header(meta), value))
+        if fresh and wanted and self.alone.due(st.pictures, meta.ts_ms, now):
+            self._publish(stream, pack_message(frame_header(meta), value), latest=True)
 
     def _on_result(self, m: Message, kind: str) -> None:
         RESULTS.inc()
@@ -283,12 +285,14 @@ class Fanout:
                 jpeg = b""
                 UNPAIRED.inc()
             queue.popleft()
-            self._send_result(stream, r, jpeg)
+            self._send_result(stream, st, r, jpeg)
         self._pending.discard(stream)
 
-    def _send_result(self, stream: str, r: Result, jpeg: bytes) -> None:
+    def _send_result(self, stream: str, st: StreamState, r: Result, jpeg: bytes) -> None:
         if self.subscribers.wanted(stream):
             self._publish(stream, pack_message(result_header(r, bool(jpeg)), jpeg))
+            if jpeg:
+                self.alone.paired(st.pictures, r.ts_ms)
 
     def _flush_all(self) -> None:
         now = time.monotonic()
@@ -341,7 +345,7 @@ class Fanout:
             jpeg = held[1] if held is not None and held[0] == r.ts_ms else b""
             if not jpeg:
                 UNPAIRED.inc()
-            self._send_result(stream, r, jpeg)
+            self._send_result(stream, st, r, jpeg)
         self._pending.discard(stream)
         self._cached.discard(stream)
 

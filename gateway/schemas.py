@@ -19,7 +19,9 @@ class ModelView(BaseModel):
     fps_out: float
     last_seq: int
     latency_p50_ms: float
-    skipped: int
+    skipped: int = Field(description="frames this model did not answer: gaps in its seqs")
+    skipped_per_s: float = Field(
+        description="skipped a second over the last 10 s: > 0 while drop-stale drops frames")
     duplicates: int
 
 

@@ -21,9 +21,12 @@ class GatewaySettings(ServiceSettings):
     frame_cache: int = Field(64, ge=1, le=4096)
     # How long a result waits for its frame before it is sent without a picture.
     pair_wait_ms: int = Field(1000, ge=0, le=30_000)
-    # A stream with no result for this long has its frames sent alone (video without boxes),
-    # so a stream whose processors are down still shows; 0 = never.
-    frames_alone_after_ms: int = Field(3000, ge=0, le=600_000)
+    # A frame is sent alone (a picture without boxes) when the newest frame sent with a result
+    # is more than this older than it: results lag behind or none come, so a tile still shows
+    # the newest picture (gateway/pictures.py); 0 = never.
+    frames_alone_after_ms: int = Field(1000, ge=0, le=600_000)
+    # At most this many frames a second per stream go alone (a tile's need, not the stream's).
+    frames_alone_fps: float = Field(5.0, gt=0, le=1000)
     # Messages queued per websocket client; a slow client loses its oldest, never blocks others.
     client_queue: int = Field(32, ge=1, le=10_000)
     # How often the consumer looks for new topics and partitions (new kinds, more partitions).

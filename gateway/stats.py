@@ -41,6 +41,42 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class LostRanges:
+    """The last 64 runs of frame seqs a stream never delivered (lost before any processor), so
+    a gap in a model's results can tell the frames it skipped from the frames nobody had."""
+
+    __slots__ = ("_runs",)
+
+    def __init__(self) -> None:
+        self._runs: deque[tuple[int, int]] = deque(maxlen=64)  # (first, last) seq, inclusive
+
+    def add(self, first: int, last: int) -> None:
+        self._runs.append((first, last))
+
+    def within(self, first: int, last: int) -> int:
+        """How many seqs of first..last are in a lost run."""
+        return sum(max(0, min(last, b) - max(first, a) + 1) for a, b in self._runs)
+
+
+class GapRate:
+    """Sequence numbers skipped a second over the last WINDOW_S (bounded: the last 256 gaps,
+    ~20 kB per stream and model; more than 25 gaps a second is counted low, still above 0)."""
+
+    __slots__ = ("_gaps",)
+
+    def __init__(self) -> None:
+        self._gaps: deque[tuple[float, int]] = deque(maxlen=256)  # (when, how many skipped)
+
+    def add(self, now: float, n: int) -> None:
+        if n:
+            self._gaps.append((now, n))
+
+    def per_s(self, now: float) -> float:
+        while self._gaps and self._gaps[0][0] < now - WINDOW_S:
+            self._gaps.popleft()
+        return sum(n for _, n in self._gaps) / WINDOW_S
+
+
 class SeenWindow:
     """The last `size` (seq, ts_ms) pairs seen, and where the sequence is (for gap counting)."""
 
@@ -89,25 +125,34 @@ class ModelStats:
         self.seen = SeenWindow(window)
         self.total = 0
         self.skipped = 0
+        self.skips = GapRate()
         self.duplicates = 0
 
-    def accept(self, r: Result) -> bool:
-        """Count a result; False for a duplicate (at-least-once replay) that must not be shown."""
+    def accept(self, r: Result, lost: LostRanges | None = None) -> bool:
+        """Count a result; False for a duplicate (at-least-once replay) that must not be shown.
+        A gap before it counts as skipped by the model except the frames never delivered."""
         gap = self.seen.add(r.seq, r.ts_ms)
         if gap is None:
             self.duplicates += 1
             return False
+        now = time.monotonic()
         self.skipped += gap
+        if gap:
+            self.skips.add(now, gap - (lost.within(r.seq - gap, r.seq - 1) if lost else 0))
         self.total += 1
-        self.times.append(time.monotonic())
+        self.times.append(now)
         self.latency_ms.append(max(0.0, _now_ms() - r.ts_ms))
         return True
 
     def view(self, name: str, now: float) -> ModelView:
+        """`skipped_per_s`: frames a second over the last WINDOW_S the stream delivered and this
+        model did not answer, which is what drop-stale does while behind (docs/gateway.md,
+        "Pictures")."""
+        skipping = self.skips.per_s(now)
         return ModelView(
             model=name, kind=self.kind, results_seen=self.total, fps_out=rate(self.times, now),
             last_seq=self.seen.last_seq, latency_p50_ms=percentile(list(self.latency_ms), 0.5),
-            skipped=self.skipped, duplicates=self.duplicates,
+            skipped=self.skipped, skipped_per_s=round(skipping, 2), duplicates=self.duplicates,
         )
 
 
@@ -123,6 +168,7 @@ class StreamStats:
         self.frames_seen = SeenWindow(window)
         self.frames_total = 0
         self.frames_missing = 0
+        self.lost = LostRanges()
         self.results_total = 0
         self.last_seq = -1
         self.last_seen_ms = 0
@@ -140,6 +186,8 @@ class StreamStats:
         if gap is None:
             return False  # a replayed copy
         self.frames_missing += gap
+        if gap:
+            self.lost.add(meta.seq - gap, meta.seq - 1)
         self.frames_in.append(time.monotonic())
         self.frames_total += 1
         self.last_seen_ms = _now_ms()
@@ -154,7 +202,7 @@ class StreamStats:
 
     def on_result(self, m: ModelStats, r: Result) -> bool:
         """Count a result; False when it is a duplicate of one already shown."""
-        if not m.accept(r):
+        if not m.accept(r, self.lost):
             return False
         self.latency_ms.append(m.latency_ms[-1])
         self.infer_ms.append(r.infer_ms)

@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 from prometheus_client import Counter
 
 from evi.wire import Result, StreamInfo
+from gateway.pictures import Pictures
 from gateway.stats import StreamStats
 
 EVICTED = Counter(
@@ -36,6 +37,7 @@ class StreamState:
     frames: OrderedDict[int, tuple[int, bytes]] = field(default_factory=OrderedDict)
     newest_ts: int = 0  # newest frame capture time seen (cached or not)
     pending: deque[tuple[float, Result]] = field(default_factory=deque)  # waiting for frames
+    pictures: Pictures = field(default_factory=Pictures)  # what viewers last got of it
 
 
 class _ByStream(Generic[V]):

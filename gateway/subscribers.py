@@ -1,5 +1,7 @@
 """Websocket subscribers: one bounded queue each, so a slow client only ever loses its own
-oldest messages (counted) and never blocks the consumer or the other clients.
+oldest messages (counted) and never blocks the consumer or the other clients. A frame sent alone
+(`latest`) replaces the one of its stream still queued, if any: a viewer needs only the newest
+picture, so frames never hold more than one place per stream and never crowd out results.
 
 Which streams someone wants is kept as a count per stream (O(1) per record, whatever the number
 of clients); per-stream loss counts go to `on_drop`, the owner of bounded per-stream state."""
@@ -22,16 +24,29 @@ WS_DROPPED = Counter(
     "evi_gateway_ws_dropped_total", "Messages a slow websocket client lost (oldest first)"
 )
 WS_CLIENTS = Gauge("evi_gateway_ws_clients", "Connected websocket clients")
+WS_REPLACED = Counter(
+    "evi_gateway_ws_frames_replaced_total",
+    "Frames sent alone replaced in a client's queue by a newer frame of the same stream",
+)
 
 _ids = itertools.count(1)
+
+
+class Latest:
+    """A queued frame alone; a newer frame of the same stream overwrites it in place."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: bytes) -> None:
+        self.message = message
 
 
 class Subscriber:
     """One websocket client's view: the streams it wants and what waits to be sent to it."""
 
     __slots__ = (
-        "_wakeup", "closed", "connected", "dropped", "id", "maxlen", "queue", "remote", "sent",
-        "streams",
+        "_latest", "_wakeup", "closed", "connected", "dropped", "id", "maxlen", "queue", "remote",
+        "replaced", "sent", "streams",
     )
 
     def __init__(self, streams: frozenset[str] | None, maxlen: int, remote: str = "") -> None:
@@ -39,7 +54,9 @@ class Subscriber:
         self.streams = streams  # None = every stream
         self.maxlen = maxlen
         self.remote = remote
-        self.queue: deque[tuple[str, bytes]] = deque()
+        self.queue: deque[tuple[str, bytes | Latest]] = deque()
+        self._latest: dict[str, Latest] = {}  # stream -> its frame alone still queued
+        self.replaced = 0  # frames alone replaced by a newer one before they were sent
         self._wakeup = asyncio.Event()
         self.dropped = 0
         self.sent = 0
@@ -49,17 +66,37 @@ class Subscriber:
     def wants(self, stream: str) -> bool:
         return self.streams is None or stream in self.streams
 
-    def offer(self, stream: str, message: bytes) -> str | None:
-        """Queue a message; return the stream of the message dropped to make room, if any."""
+    def offer(self, stream: str, message: bytes, latest: bool = False) -> str | None:
+        """Queue a message; return the stream of the message dropped to make room, if any.
+        `latest`: a frame alone, which takes the place of its stream's queued one if any."""
+        if latest and (held := self._latest.get(stream)) is not None:
+            held.message = message
+            self.replaced += 1
+            WS_REPLACED.inc()
+            return None
         lost = None
         if len(self.queue) >= self.maxlen:
-            lost = self.queue.popleft()[0]
+            lost, old = self.queue.popleft()
+            if isinstance(old, Latest):
+                del self._latest[lost]
             self.dropped += 1
             WS_DROPPED.inc()
-        self.queue.append((stream, message))
+        if latest:
+            held = self._latest[stream] = Latest(message)
+            self.queue.append((stream, held))
+        else:
+            self.queue.append((stream, message))
         WS_QUEUED.inc()
         self._wakeup.set()
         return lost
+
+    def queued(self) -> list[bytes]:
+        """The messages waiting, oldest first (as `next` would give them)."""
+        return [m.message if isinstance(m, Latest) else m for _, m in self.queue]
+
+    def clear(self) -> None:
+        self.queue.clear()
+        self._latest.clear()
 
     def close(self) -> None:
         self.closed = True
@@ -75,7 +112,11 @@ class Subscriber:
         if self.closed:
             return None
         self.sent += 1
-        return self.queue.popleft()[1]
+        stream, message = self.queue.popleft()
+        if isinstance(message, Latest):
+            del self._latest[stream]
+            return message.message
+        return message
 
     def view(self) -> ClientView:
         return ClientView(
@@ -112,7 +153,7 @@ class Subscribers:
 
     def remove(self, sub: Subscriber) -> None:
         sub.close()
-        sub.queue.clear()
+        sub.clear()
         if self.all.pop(sub.id, None) is not None:
             if sub.streams is None:
                 self._every -= 1
@@ -126,13 +167,13 @@ class Subscribers:
     def wanted(self, stream: str) -> bool:
         return self._every > 0 or stream in self._wanted
 
-    def publish(self, stream: str, message: bytes) -> int:
+    def publish(self, stream: str, message: bytes, latest: bool = False) -> int:
         """Offer to every interested client; return how many got it queued."""
         n = 0
         for sub in self.all.values():
             if sub.wants(stream):
                 n += 1
-                self._offer(sub, stream, message)
+                self._offer(sub, stream, message, latest)
         return n
 
     def broadcast(self, message: bytes) -> None:
@@ -140,8 +181,8 @@ class Subscribers:
         for sub in self.all.values():
             self._offer(sub, "", message)
 
-    def _offer(self, sub: Subscriber, stream: str, message: bytes) -> None:
-        lost = sub.offer(stream, message)
+    def _offer(self, sub: Subscriber, stream: str, message: bytes, latest: bool = False) -> None:
+        lost = sub.offer(stream, message, latest)
         if lost is not None:
             self.dropped_total += 1
             if lost and self.on_drop is not None:

@@ -38,8 +38,8 @@ def stats(f: Fanout, stream: str) -> StreamStatsView:
 
 
 def taken(sub: Subscriber) -> list[tuple[dict[str, Any], bytes]]:
-    out = [unpack_message(m) for _, m in sub.queue]
-    sub.queue.clear()
+    out = [unpack_message(m) for m in sub.queued()]
+    sub.clear()
     return out
 
 

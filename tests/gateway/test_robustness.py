@@ -46,11 +46,11 @@ def bad_counts(topics: list[str], reasons: set[str]) -> Counter[tuple[str, str]]
 
 def results_of(sub: Subscriber) -> list[tuple[str, int, int]]:
     out = []
-    for _, raw in sub.queue:
+    for raw in sub.queued():
         h, _ = unpack_message(raw)
         if h["type"] == "result":
             out.append((h["stream"], h["seq"], h["ts_ms"]))
-    sub.queue.clear()
+    sub.clear()
     return out
 
 

@@ -95,8 +95,9 @@ export function drawBitmap(canvas, bitmap, dim = false) {
   return ctx;
 }
 
-// layers: [{model, detections, colour, prefix}] — draws the shown models' boxes and keypoints;
-// returns the number of boxes drawn (the canvas's data-keypoints counts the points).
+// layers: [{model, detections, colour, prefix, dashed}] — draws the shown models' boxes and
+// keypoints; returns the number of boxes drawn (the canvas's data-keypoints counts the points).
+// Dashed: boxes of an older frame drawn on a newer one (results behind the picture).
 export function drawBoxes(canvas, layers) {
   const ctx = canvas.getContext("2d");
   const w = canvas.width;
@@ -109,7 +110,8 @@ export function drawBoxes(canvas, layers) {
   let n = 0;
   let points = 0;
   const shown = layers.filter((l) => !l.model || isShown(l.model));
-  shown.forEach(({ detections, colour, prefix }, li) => {
+  shown.forEach(({ detections, colour, prefix, dashed }, li) => {
+    ctx.setLineDash(dashed ? [line * 4, line * 2] : []);
     for (const d of detections) {
       const [x1, y1, x2, y2] = d.box;
       const bx = x1 * w;
@@ -133,6 +135,7 @@ export function drawBoxes(canvas, layers) {
       n += 1;
     }
   });
+  ctx.setLineDash([]);
   canvas.dataset.keypoints = String(points);
   return n;
 }
@@ -142,6 +145,7 @@ function drawKeypoints(ctx, keypoints, colour, w, h, line) {
   if (!keypoints || !keypoints.length) return 0;
   const r = line * 2.5;
   ctx.save();
+  ctx.setLineDash([]);
   ctx.fillStyle = colour;
   ctx.strokeStyle = "#0b0d12";
   ctx.lineWidth = Math.max(1, line / 2);

@@ -1,12 +1,16 @@
 // One tile per stream: the live frame with boxes, its numbers, and a model selector when the
-// stream has results from more than one model. Boxes are always drawn on the frame they were
-// computed on: with several models, the newest frame that every active model has answered.
+// stream has results from more than one model. While results keep up, boxes are drawn on the
+// frame they were computed on: with several models, the newest frame that every active model
+// has answered. When results lag behind the picture (an overloaded processor, drop-stale
+// skipping), the tile still shows the newest frame, with each model's newest boxes dashed on it
+// and "results N s behind"; "dropping stale frames" when the models' results skip frames.
 // Drawing is coalesced to one per animation frame.
 import { FrameDecoder, colourOf, drawBitmap, drawBoxes, noteModel } from "./overlay.js";
 
 const KEEP_FRAMES = 48; // recent frames kept per tile, to pair slower models' results
 const ACTIVE_MS = 5000; // a model with no result for this long is not waited for
 const STALLED_MS = 5000;
+const IN_SYNC_MS = 1000; // results this close behind the newest frame are drawn on their own
 
 export function ago(unixMs) {
   if (!unixMs) return "never";
@@ -37,6 +41,8 @@ export class Tile {
     this.decoder = new FrameDecoder();
     this.results = 0;
     this.lastAt = 0;
+    this.latest = null; // the newest frame received: {ts, header, jpeg}
+    this.skipping = 0; // frames the models skipped a second (REST, drop-stale while behind)
     this.info = null;
     this.stats = null;
     this.queued = false;
@@ -58,7 +64,13 @@ export class Tile {
     this.canvas.height = 360;
     this.placeholder = el("div", "placeholder", "waiting for frames…");
     this.badge = el("span", "badge status", "…");
-    view.append(this.canvas, this.placeholder, this.badge);
+    this.lagNote = el("div", "lagnote");
+    this.behindEl = el("span", "behind");
+    this.staleEl = el("span", "stale");
+    this.behindEl.hidden = true;
+    this.staleEl.hidden = true;
+    this.lagNote.append(this.behindEl, this.staleEl);
+    view.append(this.canvas, this.placeholder, this.badge, this.lagNote);
     const meta = el("div", "meta");
     const title = el("div", "title");
     this.chips = el("div", "chips");
@@ -92,6 +104,13 @@ export class Tile {
     return m;
   }
 
+  // The newest frame stays whatever `recent` lets go of (its results may be long behind it).
+  keepLatest(header, jpeg) {
+    if (!this.latest || header.ts_ms >= this.latest.ts) {
+      this.latest = { ts: header.ts_ms, header, jpeg };
+    }
+  }
+
   entry(header) {
     let e = this.recent.get(header.ts_ms);
     if (!e) {
@@ -106,12 +125,17 @@ export class Tile {
     const m = this.modelEntry(header);
     m.last = header;
     m.at = performance.now();
-    const e = this.entry(header);
-    e.byModel.set(header.model, header);
-    if (jpeg && !e.jpeg) {
-      e.jpeg = jpeg;
-      e.header = header;
+    // A result without its picture (its frame left the gateway long ago) only adds boxes to
+    // a frame already here; it never takes a place of `recent` from a frame.
+    const e = jpeg ? this.entry(header) : this.recent.get(header.ts_ms);
+    if (e) {
+      e.byModel.set(header.model, header);
+      if (jpeg && !e.jpeg) {
+        e.jpeg = jpeg;
+        e.header = header;
+      }
     }
+    if (jpeg) this.keepLatest(header, jpeg);
     this.results += 1;
     this.lastAt = performance.now();
     this.el.dataset.results = String(this.results);
@@ -130,6 +154,7 @@ export class Tile {
       e.jpeg = jpeg;
       e.header = header;
     }
+    this.keepLatest(header, jpeg);
     this.lastAt = performance.now();
     this.schedule();
   }
@@ -159,6 +184,14 @@ export class Tile {
       `to slow clients ${d.clients} · duplicates removed ${d.duplicates}`;
     this.nums.drops.classList.toggle("warn", total > 0);
     this.el.dataset.drops = String(total);
+    // Gaps in a model's results while its frames arrive: drop-stale skipping frames to catch up.
+    this.skipping = s.models.reduce((a, m) => a + (m.skipped_per_s || 0), 0);
+    this.staleEl.hidden = !(this.skipping > 0);
+    this.staleEl.textContent = `dropping stale frames · ${this.skipping.toFixed(1)}/s`;
+    this.staleEl.title = "frames the processors skipped (drop-stale: too old to be worth " +
+      "inferring), over the last 10 s: " +
+      s.models.map((m) => `${m.model} ${(m.skipped_per_s || 0).toFixed(1)}/s`).join(" · ");
+    this.el.dataset.dropping = this.skipping > 0 ? "1" : "0";
   }
 
   refreshStatus() {
@@ -208,15 +241,33 @@ export class Tile {
         complete = { ts, e };
       }
     }
-    const pick = complete || newest;
+    const latest = this.latest;
+    const answered = [...this.models.entries()].filter(([n, m]) => m.last && (!want || n === want));
+    if (latest && answered.length && (!complete || latest.ts - complete.ts > IN_SYNC_MS)) {
+      // Results lag behind the picture: the newest frame, each model's boxes on it if it has
+      // answered it, else its newest boxes dashed (computed on an older frame), and how far
+      // behind the oldest of those is.
+      const here = this.recent.get(latest.ts);
+      const layers = answered.map(([name, m]) => {
+        const own = here && here.byModel.get(name);
+        return { model: name, detections: (own || m.last).detections, colour: colourOf(name),
+          prefix: "", dashed: !own, ts: (own || m.last).ts_ms };
+      });
+      const older = layers.filter((l) => l.dashed).map((l) => l.ts);
+      const behindMs = older.length ? latest.ts - Math.min(...older) : 0;
+      return { key: `${latest.ts}/${want || "all"}`, header: latest.header, jpeg: latest.jpeg,
+        layers, behindMs };
+    }
+    const pick = complete || newest || (latest && { ts: latest.ts, e: latest });
     if (!pick) return null;
     const layers = [];
     for (const name of this.models.keys()) {
-      const h = pick.e.byModel.get(name);
+      const h = pick.e.byModel && pick.e.byModel.get(name);
       if (!h || (want && name !== want)) continue;
       layers.push({ model: name, detections: h.detections, colour: colourOf(name), prefix: "" });
     }
-    return { key: `${pick.ts}/${want || "all"}`, header: pick.e.header, jpeg: pick.e.jpeg, layers };
+    return { key: `${pick.ts}/${want || "all"}`, header: pick.e.header, jpeg: pick.e.jpeg, layers,
+      behindMs: 0 };
   }
 
   // Off-screen tiles are not drawn (no JPEG decode); they catch up when scrolled into view.
@@ -240,9 +291,19 @@ export class Tile {
     if (!src) return;
     if (!(await this.decoder.load(src.key, src.jpeg, src))) return;
     drawBitmap(this.canvas, this.decoder.bitmap);
-    const boxes = drawBoxes(this.canvas, this.decoder.header.layers);
+    const { layers, behindMs } = this.decoder.header;
+    const boxes = drawBoxes(this.canvas, layers);
     this.placeholder.hidden = true;
+    // Frames flow but no result has come since the page opened (a processor far behind on this
+    // stream's partition, or none running): say so rather than look like a tile without faces.
+    const none = this.models.size === 0;
+    this.behindEl.hidden = !(behindMs > IN_SYNC_MS || none);
+    this.behindEl.textContent = none ? "no results yet"
+      : `results ${(behindMs / 1000).toFixed(1)} s behind`;
+    this.el.dataset.behindMs = String(behindMs);
+    this.el.dataset.picture = String(src.header ? src.header.ts_ms : 0);
     this.el.dataset.boxes = String(boxes);
+    this.el.dataset.colours = layers.map((l) => l.colour).join(" ");
     this.el.dataset.drawn = String(Number(this.el.dataset.drawn || 0) + 1);
   }
 }
