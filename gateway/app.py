@@ -42,8 +42,12 @@ def create_app(s: GatewaySettings) -> FastAPI:
             await fanout.stop()
 
     # The docs are served by gateway/session.py, behind the token.
+    # 400 may come from before any route: a Host a loopback-only gateway does not answer to
+    # (TrustedHostMiddleware) or a request the HTTP parser refuses; every operation says so.
     app = FastAPI(title="evi gateway", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+                  lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+                  responses={400: {"description": "malformed request, or a Host this gateway "
+                                                  "does not answer to"}})
     app.state.settings = s
     app.state.auth = Auth(s)
     app.state.limits = ConnectionLimits(s.max_connections, s.max_connections_per_client)
