@@ -307,9 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             streams = ["--schedule", "demo", "--pace", str(a.pace)]
             print(f"evi dev: load schedule: {schedule.describe()}", flush=True)
         else:
-            streams = [f for i in range(a.streams)
-                       for f in ("--source", "sample:", "--stream", f"sample-{i + 1}")]
-            streams += ["--fps", str(a.fps), "--loop"]
+            streams = ["--samples", str(a.streams), "--fps", str(a.fps), "--loop"]
         children.start("producer", "produce", *streams, *[f"--kind={k}" for k in kinds])
         print(f"\nevi dev: dashboard at {dashboard_link(a.port, token)}  (Ctrl-C stops "
               f"everything)\n", flush=True)

@@ -4,12 +4,14 @@
     evi produce --source videos/lobby.mp4 --loop --kind face --kind person --fps 10
     evi produce --source rtsp://cam1/stream --stream cam1 --source 0 --stream desk
     evi produce --config streams.yaml --metrics-port 9101
+    evi produce --samples 12 --fps 15 --loop
     evi produce --schedule demo --pace 3 --kind face
 
 Each --source is one stream; --stream ids pair with --source flags in order. The other stream
 flags apply to every stream, also to those from --config (flags > config file > env > defaults).
---schedule makes its own looping sample streams (sample-1, sample-2, ...) that join, change their
-rate and leave on the named load schedule (evi/demo.py), all in this one process.
+--samples N adds N sample streams (sample-1 ... sample-N). --schedule makes its own looping
+sample streams that join, change their rate and leave on the named load schedule (evi/demo.py),
+all in this one process.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--quality", type=int, help="JPEG quality 1-100 (default 80)")
     ap.add_argument("--start", type=float, help="seconds to skip into a video file")
     ap.add_argument("--duration", type=float, help="seconds of a video file to send")
+    ap.add_argument("--samples", type=int, metavar="N",
+                    help="add N sample streams sample-1 ... sample-N (`evi dev --streams N`)")
     ap.add_argument("--schedule", choices=["demo"],
                     help="sample streams that join, change rate and leave (evi/demo.py)")
     ap.add_argument("--pace", type=float, default=1.0, help="play the schedule this much faster")
@@ -77,15 +81,27 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def add_samples(args: argparse.Namespace, n: int) -> None:
+    if not 1 <= n <= 256:
+        raise ConfigError("want 1 <= --samples <= 256")
+    if len(args.stream) < len(args.source):
+        raise ConfigError("--samples with unnamed --source streams: give each --source a --stream")
+    args.source = [*args.source, *["sample:"] * n]
+    args.stream = [*args.stream, *[f"sample-{i}" for i in range(1, n + 1)]]
+
+
 def schedule_from_args(args: argparse.Namespace) -> Schedule | None:
-    """The load schedule, its sample streams added to args (which must name no other source)."""
+    """The load schedule, its sample streams added to args (which must name no other source);
+    --samples streams added to args."""
     if args.schedule is None:
+        if args.samples is not None:
+            add_samples(args, args.samples)
         return None
-    if args.source or args.config:
-        raise ConfigError("--schedule makes its own sample streams: drop --source/--config")
+    if args.source or args.config or args.samples:
+        raise ConfigError("--schedule makes its own sample streams: drop --source/--config/"
+                          "--samples")
     schedule = demo_schedule(args.pace)
-    args.source = ["sample:"] * schedule.max_streams
-    args.stream = [f"sample-{i}" for i in range(1, schedule.max_streams + 1)]
+    add_samples(args, schedule.max_streams)
     args.loop = True
     args.fps = max(s.fps for s in schedule.steps)  # real-time pacing, dropping oldest if behind
     return schedule

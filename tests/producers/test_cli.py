@@ -44,6 +44,20 @@ def test_a_schedule_makes_its_own_looping_sample_streams_in_one_process(
     assert "--schedule makes its own sample streams" in capsys.readouterr().err
 
 
+def test_samples_adds_n_sample_streams_after_the_named_sources(
+    ran: list[ProducerSettings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["--source", "sample:", "--stream", "cam", "--samples", "3", "--fps",
+                     "30", "--loop"]) == 0
+    (s,) = ran
+    assert [(st.id, st.source, st.fps, st.loop) for st in s.streams] == [
+        ("cam", "sample:", 30.0, True), ("sample-1", "sample:", 30.0, True),
+        ("sample-2", "sample:", 30.0, True), ("sample-3", "sample:", 30.0, True)]
+    with pytest.raises(SystemExit):
+        cli.main(["--samples", "0"])
+    assert "want 1 <= --samples <= 256" in capsys.readouterr().err
+
+
 def test_flags_build_one_stream_with_defaults(ran: list[ProducerSettings]) -> None:
     assert cli.main(["--source", "sample:", "--count", "5"]) == 0
     (s,) = ran
