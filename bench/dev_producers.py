@@ -7,8 +7,8 @@ Each run gets a fresh topic prefix and starts the layout's `evi produce` command
 `evi dev --streams N --fps F` does (sample streams, --loop, kind face); after the first frames
 and --warmup seconds more, the CPU seconds (utime + stime from /proc) of the producer processes
 and of the broker JVM are read over --window seconds, and the frames delivered over the same
-window from the frames topic's end offsets. No processor runs: they would read the same frames either way, and their CPU would only
-add noise. Prints one row per run and the medians per layout.
+window from the frames topic's end offsets. No processor runs: they would read the same frames
+either way, and their CPU would only add noise. Prints one row per run and medians per layout.
 """
 
 from __future__ import annotations
