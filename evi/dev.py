@@ -216,7 +216,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=int(os.environ.get("EVI_PORT", "8000")))
     p.add_argument("--fps", type=float, default=15.0, help="sample stream frame rate")
     p.add_argument("--streams", type=int, default=1,
-                   help="number of sample streams (all in one producer process)")
+                   help="number of sample streams, all in one producer process (not with --demo)")
     p.add_argument("--policy", choices=["drop-stale", "process-all"],
                    default=os.environ.get("EVI_POLICY") or "drop-stale",
                    help="processors' real-time policy (default drop-stale: the samples are live)")
@@ -236,6 +236,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.add_argument("--pin-cores", action="store_true",
                    help="one core per worker (--cpu, --threads 1), as a pod's CPU limit would")
     return p.parse_args(argv)
+
+
+def producer_args(a: argparse.Namespace, kinds: list[str]) -> list[str]:
+    """One producer process for every sample stream (one capture thread each): N processes
+    cost N Python interpreters, N Kafka clients and N times the broker's connections."""
+    if a.demo:
+        streams = ["--schedule", "demo", "--pace", str(a.pace)]
+    else:
+        streams = ["--samples", str(a.streams), "--fps", str(a.fps), "--loop"]
+    return ["produce", *streams, *[f"--kind={k}" for k in kinds]]
 
 
 def autoscalers(a: argparse.Namespace, kinds: list[str], children: Children) -> list[Autoscaler]:
@@ -301,14 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         for scaler in scalers:
             scaler.poll()
         children.start("gateway", "gateway", "--port", str(a.port), *[f"--kind={k}" for k in kinds],
-                       env={"EVI_AUTH_TOKEN": token})
-        # One producer process for every sample stream: it runs one capture thread per stream.
+                       env={"EVI_AUTH_TOKEN": token, "EVI_LAG_THRESHOLD": str(a.lag_threshold)})
         if schedule is not None:
-            streams = ["--schedule", "demo", "--pace", str(a.pace)]
             print(f"evi dev: load schedule: {schedule.describe()}", flush=True)
-        else:
-            streams = ["--samples", str(a.streams), "--fps", str(a.fps), "--loop"]
-        children.start("producer", "produce", *streams, *[f"--kind={k}" for k in kinds])
+        children.start("producer", *producer_args(a, kinds))
         print(f"\nevi dev: dashboard at {dashboard_link(a.port, token)}  (Ctrl-C stops "
               f"everything)\n", flush=True)
         while not stop:
