@@ -217,6 +217,7 @@ class LagReader:
 
     def lags(self, topic: str, timeout: float = 10.0) -> list[PartitionLag]:
         self.admin.poll(0)  # long-lived clients deliver their queued log lines when polled
+        self.consumer.poll(0)  # (no subscription, no assignment: it returns nothing else)
         return lag_of(self.consumer, topic, timeout)
 
     def close(self) -> None:
