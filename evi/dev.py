@@ -310,8 +310,11 @@ def main(argv: list[str] | None = None) -> int:
                            "--policy", a.policy)
         for scaler in scalers:
             scaler.poll()
+        # The scaling panel's desired line uses the autoscaler's own threshold and ceiling.
+        top = max((sc.cfg.max_replicas for sc in scalers), default=a.max_replicas or 12)
         children.start("gateway", "gateway", "--port", str(a.port), *[f"--kind={k}" for k in kinds],
-                       env={"EVI_AUTH_TOKEN": token, "EVI_LAG_THRESHOLD": str(a.lag_threshold)})
+                       env={"EVI_AUTH_TOKEN": token, "EVI_LAG_THRESHOLD": str(a.lag_threshold),
+                            "EVI_MAX_REPLICAS": str(top)})
         if schedule is not None:
             print(f"evi dev: load schedule: {schedule.describe()}", flush=True)
         children.start("producer", *producer_args(a, kinds))

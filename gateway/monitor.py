@@ -84,13 +84,13 @@ def lag_of(committed: dict[int, int], start: dict[int, int], end: dict[int, int]
 
 
 def desired_of(committed: dict[int, int], start: dict[int, int], end: dict[int, int],
-               members: int, threshold: int) -> int:
+               members: int, threshold: int, max_replicas: int = 1024) -> int:
     """The replicas KEDA's Kafka scaler + HPA would ask for from this reading (evi/scaleplan.py;
-    offsetResetPolicy earliest, 1 to one replica per partition, no stabilisation window)."""
+    offsetResetPolicy earliest, 1 to max_replicas, no stabilisation window)."""
     lags = [PartitionLag(p, max(committed.get(p, -1), -1), e, start.get(p, 0))
             for p, e in sorted(end.items())]  # fmt: skip
     cfg = ScalerConfig(lag_threshold=threshold, offset_reset_policy="earliest", min_replicas=1,
-                       max_replicas=max(len(end), 1))
+                       max_replicas=max_replicas)
     return desired_replicas(total_lag(lags, cfg), cfg, members)
 
 
@@ -168,7 +168,7 @@ class Monitor:
                 d = described[gid]
                 if gid == self.topics.group(kind):  # the group a ScaledObject scales
                     desired = desired_of(committed, start, end, len(d.members),
-                                         self.s.lag_threshold)
+                                         self.s.lag_threshold, self.s.max_replicas)
                 members = [
                     Member(client_id=m.client_id, host=m.host,
                            partitions=len(m.assignment.topic_partitions) if m.assignment else 0)

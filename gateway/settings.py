@@ -34,6 +34,7 @@ class GatewaySettings(ServiceSettings):
     # The autoscaler's lag per worker (KEDA lagThreshold: deploy/k8s/keda's 700; `evi dev` passes
     # its --lag-threshold): the panel's desired-replicas line is KEDA's formula on it.
     lag_threshold: int = Field(700, ge=1)
+    max_replicas: int = Field(12, ge=1)  # maxReplicaCount, the line's ceiling (with partitions)
     # How much per-kind history (lag, workers, fps) the API keeps for the dashboard's charts.
     history_s: int = Field(600, ge=10, le=86_400)
     # Bounds on state keyed by names from the data (a producer or a forged record picks them).

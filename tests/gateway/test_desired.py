@@ -15,6 +15,7 @@ def test_desired_follows_lag_per_worker_and_is_capped_at_one_per_partition() -> 
     assert desired_of(behind, {}, END, members=1, threshold=200) == 4  # ceil(720 / 200)
     assert desired_of(behind, {}, END, members=4, threshold=200) == 4
     assert desired_of({}, {}, END, members=1, threshold=200) == 12  # nothing committed: all lag
+    assert desired_of({}, {}, END, members=1, threshold=200, max_replicas=2) == 2  # the ceiling
 
 
 def test_within_the_hpa_tolerance_the_current_count_stays() -> None:

@@ -4,7 +4,10 @@ frames. `face` runs `process-all` under the Autoscaler: its workers go 1 -> 2 ->
 (stream, seq) is lost across either rebalance. `face-live` (the same model) runs one `drop-stale`
 worker: every offered frame is either inferred (a result) or counted as dropped. The timeline
 (seconds to scale out and in, lag peak, frames lost) goes to test-artifacts/demo-scaling.json
-and docs/scaling.md. Takes ~2.5 minutes."""
+and docs/scaling.md. A gateway and the dashboard in Chromium watch it too: the scaling panel's
+desired-replicas line (KEDA's formula) reaches 2 no later than its workers do, and a screenshot
+taken as the panel shows the second worker goes to test-artifacts/demo-scaling-panel.png (not
+committed). Takes ~2 minutes."""
 
 from __future__ import annotations
 
@@ -18,12 +21,14 @@ from pathlib import Path
 import pytest
 
 from evi.demo import demo_schedule
-from evi.dev import Autoscaler, Children
+from evi.dev import Autoscaler, Children, dashboard_link
 from evi.kafka import ensure_topics, group_lag
 from evi.scaleplan import Plan, ScalerConfig, Stabilizer, read_plan
 from evi.settings import KafkaSettings, TopicSettings
 from evi.topics import Topics
 from evi.wire import parse_frame
+from tests.e2e.browser import chromium_page
+from tests.gateway.gw import TOKEN
 from tests.helpers import (
     LOGS,
     REPO,
@@ -33,6 +38,7 @@ from tests.helpers import (
     evi_process,
     free_port,
     header_pairs,
+    http_ok,
     log_tail,
     wait_until,
 )
@@ -97,13 +103,37 @@ def test_demo_schedule_scales_out_and_back_in_losing_nothing_and_counting_every_
     def plan() -> Plan:
         return read_plan(kafka, topics, "face", cfg, current=len(scaler.workers))
 
-    port = free_port()
+    port, gw_port = free_port(), free_port()
     stale_group = f"{topics.prefix}-stale"
+    panel: dict[str, float] = {}  # first time (s) the page showed desired 2, workers 2, back to 1
+    gw_env = {"EVI_KINDS_INTERVAL_S": "1", "EVI_LAG_THRESHOLD": str(THRESHOLD),
+              "EVI_MAX_REPLICAS": str(cfg.max_replicas), "EVI_AUTH_TOKEN": TOKEN}
+    shot = REPO / "test-artifacts" / "demo-scaling-panel.png"
+    shot.parent.mkdir(exist_ok=True)
     try:
         wait_until(lambda: ready(plan), 30, "partition leaders of the new topics")
         with evi_process("demo-stale", "process", "--kind", LIVE, "--models-file", str(models),
                          "--policy", "drop-stale", "--group-id", stale_group, "--web-port",
-                         str(port), "--decode-threads", "1", *flags) as stale:
+                         str(port), "--decode-threads", "1", *flags) as stale, \
+                evi_process("demo-gateway", "gateway", "--port", str(gw_port), "--kind", "face",
+                            "--metrics-port", "0", *flags, env=gw_env), \
+                chromium_page() as page:
+            wait_until(lambda: http_ok(f"http://127.0.0.1:{gw_port}/readyz"), 60, "gateway")
+            page.goto(dashboard_link(gw_port, TOKEN))
+
+            def watch_panel() -> None:
+                card = page.evaluate("""() => { const k =
+                    document.querySelector('.kind[data-kind="face"]');
+                    return k ? [k.dataset.desired, k.dataset.workers] : ['', '']; }""")
+                now = round(time.time() - t0, 1)
+                if card[0] == "2":
+                    panel.setdefault("desired_2", now)
+                if card[1] == "2" and "workers_2" not in panel:
+                    panel["workers_2"] = now
+                    page.screenshot(path=str(shot))
+                if card[1] == "1" and "workers_2" in panel:
+                    panel.setdefault("workers_1", now)
+
             tick()  # an empty group: KEDA wakes the minimum, one worker
             assert scaler.workers == ["processor-face-1"]
             wait_until(lambda: plan().members == 1, 90, "the first face worker joining")
@@ -114,7 +144,9 @@ def test_demo_schedule_scales_out_and_back_in_losing_nothing_and_counting_every_
                 while time.time() < end and producer.poll() is None:
                     tick()
                     results.read(0.3)
-                    if [e[1] for e in scaler.events][1:3] == ["start", "stop"]:
+                    watch_panel()
+                    if [e[1] for e in scaler.events][1:3] == ["start", "stop"] and \
+                            "workers_1" in panel:
                         break  # out and back in: the rest of the schedule is not needed
                 assert producer.poll() is None, log_tail("demo-producer")
             t_stopped = time.time() - t0
@@ -156,7 +188,7 @@ def test_demo_schedule_scales_out_and_back_in_losing_nothing_and_counting_every_
         "scale_in_s_after_peak_end": round(in_at - peak_end, 1),
         "desired_2_at_s": first_desired_2, "workers_2_at_s": out_at, "workers_1_at_s": in_at,
         "lag_peak": max(lag for _, lag, _, _ in history),
-        "producer_stopped_s": round(t_stopped, 1),
+        "producer_stopped_s": round(t_stopped, 1), "panel": panel,
         "process_all": {"offered": len(face_offered), "lost": len(lost),
                         "duplicates": len(results.seen) - len(results.keys())},
         "drop_stale": {"offered": len(live_offered), "results": len(live_results.keys()),
@@ -168,6 +200,9 @@ def test_demo_schedule_scales_out_and_back_in_losing_nothing_and_counting_every_
     print(json.dumps({k: v for k, v in timeline.items() if k != "history"}))
     assert out_at > peak_start - 1, timeline  # the peak, not the join step, asked for a 2nd
     assert first_desired_2 is not None and first_desired_2 <= out_at, timeline  # plan leads
+    # The dashboard showed it: desired first (or in the same sample), then the workers, then 1.
+    assert panel.get("desired_2", 1e9) <= panel.get("workers_2", 0) < panel.get("workers_1", 0), \
+        timeline
     assert not lost, f"{len(lost)} of {len(face_offered)} lost, e.g. {sorted(lost)[:5]}"
     assert len(face_offered) > 2000, timeline  # the peak was played, not just the calm
     # drop-stale: every offered frame was inferred (one result each) or counted as dropped.
