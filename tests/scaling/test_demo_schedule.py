@@ -95,10 +95,11 @@ def test_demo_schedule_scales_out_and_back_in_losing_nothing_and_counting_every_
     t0 = 0.0  # workers)
 
     def tick() -> None:
-        scaler.poll(time.time())
+        now = time.time()  # the reading's time, as the scaler's events have it
+        scaler.poll(now)
         p = scaler.last_plan
         if p and t0:
-            history.append((round(time.time() - t0, 1), p.lag, p.desired, len(scaler.workers)))
+            history.append((round(now - t0, 1), p.lag, p.desired, len(scaler.workers)))
 
     def plan() -> Plan:
         return read_plan(kafka, topics, "face", cfg, current=len(scaler.workers))
