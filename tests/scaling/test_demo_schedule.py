@@ -205,7 +205,9 @@ def test_demo_schedule_scales_out_and_back_in_losing_nothing_and_counting_every_
     assert panel.get("desired_2", 1e9) <= panel.get("workers_2", 0) < panel.get("workers_1", 0), \
         timeline
     assert not lost, f"{len(lost)} of {len(face_offered)} lost, e.g. {sorted(lost)[:5]}"
-    assert len(face_offered) > 2000, timeline  # the peak was played, not just the calm
+    # The peak was played, not just the calm: without it ~900 frames (the producer offers 50-100 %
+    # of the peak's 180 fps on a loaded machine: 2,300-4,600 frames in all).
+    assert len(face_offered) > 1500, timeline
     # drop-stale: every offered frame was inferred (one result each) or counted as dropped.
     assert live_results.keys() <= live_offered
     assert len(live_results.keys()) == inferred, timeline
