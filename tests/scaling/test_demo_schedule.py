@@ -44,7 +44,7 @@ from tests.helpers import (
 )
 from tests.scaling.test_autoscale import PARTITIONS, Results, ready
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
 PACE = 3.0  # the 240 s demo in 80 s: peak from 20 s to 43 s
 THRESHOLD = 200  # `evi dev --lag-threshold`'s default
