@@ -281,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             topics.frames(k)
         if not 1 <= a.streams <= 256:
             raise ConfigError("want 1 <= --streams <= 256")
+        if a.demo and a.streams != 1:
+            raise ConfigError("--demo brings its own streams (evi/demo.py): drop --streams")
         schedule = demo_schedule(a.pace) if a.demo else None
         token = gateway_token(common.cache_dir)
     except ConfigError as e:

@@ -28,3 +28,21 @@ def test_processors_drop_stale_by_default_and_env_or_flag_say_otherwise(
     assert parse_args(["--policy", "process-all"]).policy == "process-all"
     monkeypatch.setenv("EVI_POLICY", "process-all")
     assert parse_args([]).policy == "process-all"
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--demo", "--streams", "3"], "--demo brings its own streams"),
+    (["--demo", "--pace", "0"], "pace must be between 0.1 and 100"),
+    (["--streams", "0"], "want 1 <= --streams <= 256"),
+])
+def test_bad_demo_or_stream_flags_are_one_line_before_anything_starts(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from evi import dev
+
+    monkeypatch.setattr(dev, "run", lambda cmd: pytest.fail(f"started {cmd}"))
+    with pytest.raises(SystemExit) as e:
+        dev.main(argv)
+    assert e.value.code == 2
+    assert says in capsys.readouterr().err
