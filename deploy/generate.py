@@ -157,14 +157,28 @@ def _header(lines: list[str]) -> str:
     return "".join(f"# {line}\n" for line in lines)
 
 
+# The real-time policy per kind (docs/scaling.md, "Which policy each deployment runs"): kinds fed
+# by live sources stay live; a kind that serves `evi replay` jobs infers every frame.
+REPLAY_KINDS = {"vehicle"}
+POLICY_WHY = {
+    "drop-stale": "Live sources (the sample, cameras): stay live, count skipped frames",
+    "process-all": "Serves `evi replay` jobs of recorded video: every frame",
+}
+
+
+def policy_of(kind: str) -> str:
+    return "process-all" if kind in REPLAY_KINDS else "drop-stale"
+
+
 def processor_yaml(t: Target, g: Group) -> str:
     model = "its kind's default model" if g.default else f"model {g.model}"
+    policy = policy_of(g.kind)
     return _template("processor.yaml").substitute(
         header=_header([f"One {g.kind} processor worker per pod, {model} (consumer group "
                         f"{g.group_id}). Replicas are", "KEDA's to set (its ScaledObject): no "
                         "`replicas` here, so a re-apply never fights the autoscaler."]),
         name=g.name, kind=g.kind, model=g.model, args=json.dumps(g.args),
-        secrets_optional=str(t.secrets_optional).lower(), cpu=t.cpu,
+        policy=policy, policy_why=POLICY_WHY[policy], secrets_optional=str(t.secrets_optional).lower(), cpu=t.cpu,
         memory_request=t.memory[0], memory_limit=t.memory[1])
 
 
@@ -407,6 +421,9 @@ COMPOSE_SERVICE = """  ${service}:
     command: ${command}
     environment:
       <<: *evi-env
+      # The sample streams play in real time, as cameras do: stay live and count what is skipped
+      # when behind (docs/scaling.md, "Which policy each deployment runs").
+      EVI_POLICY: drop-stale
     expose:
       - "9102"
     healthcheck:
@@ -440,8 +457,8 @@ def compose_file() -> str:
     text = replace_line(text, r'^(\s+command: )\["kafka", "topics".*$', topics_args(groups),
                         "docker-compose.yml topics")
     kinds = [a for k in dict.fromkeys(g.kind for g in groups) for a in ("--kind", k)]
-    return replace_line(text, r'^(\s+command: \["produce", "--source", "sample:", "--stream", '
-                        r'"sample-1", )(?:"--kind", "[a-z0-9-]+", )+',
+    return replace_line(text, r'^(\s+command: \["produce", "--samples", '
+                        r'"\$\{EVI_SAMPLE_STREAMS:-1\}", )(?:"--kind", "[a-z0-9-]+", )+',
                         "".join(f'"{a}", ' for a in kinds), "docker-compose.yml producer")
 
 

@@ -4,7 +4,12 @@ processor per kind and the gateway — as child processes, stopped together on C
 `--autoscale` (dev only) stands in for KEDA: per kind it reads the group's lag every polling
 interval, asks `evi.scaleplan` for KEDA's replica count, smooths it with the HPA's stabilisation
 windows and starts or stops processor workers to match (docs/scaling.md, "Scaling on one
-machine")."""
+machine").
+
+Policies: the sample streams are paced in real time like cameras, so the processors run
+`drop-stale` by default (stay live, count what they skip); `--policy process-all` (or EVI_POLICY)
+infers every frame, for replays and recorded sources. `--demo` plays evi/demo.py's load schedule
+through the one producer process: streams join, raise their rate and leave."""
 
 from __future__ import annotations
 
@@ -23,9 +28,10 @@ from typing import IO
 from confluent_kafka import KafkaException
 
 from evi.cli import KAFKA_SCRIPT
+from evi.demo import demo_schedule
 from evi.errors import ConfigError
 from evi.kafka import partitions_of
-from evi.scaleplan import Plan, ScalerConfig, Stabilizer, read_plan
+from evi.scaleplan import LagReader, Plan, ScalerConfig, Stabilizer, read_plan
 from evi.settings import REPO_ROOT, KafkaSettings, ServiceSettings, die_on_config_error, load
 from evi.topics import Topics
 
@@ -112,6 +118,12 @@ class Autoscaler:
     _last_active: float = -math.inf
     _previous: dict[int, int] = field(default_factory=dict)
     _cores: dict[str, int] = field(default_factory=dict)
+    _reader: LagReader | None = None  # one consumer + admin client for the scaler's whole life
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def target(self, plan: Plan, now: float) -> int:
         current = len(self.workers)
@@ -130,8 +142,10 @@ class Autoscaler:
             return None
         self._next_poll = now + self.interval_s
         try:
+            if self._reader is None:
+                self._reader = LagReader(self.kafka, self.topics.group(self.kind))
             plan = read_plan(self.kafka, self.topics, self.kind, self.cfg, self._previous,
-                             current=len(self.workers))
+                             current=len(self.workers), reader=self._reader)
         except (KafkaException, KeyError) as e:  # as KEDA: a failed reading changes nothing
             print(f"evi dev: autoscale {self.kind}: no reading: {e}", flush=True)
             return None
@@ -214,9 +228,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kind", action="append", dest="kinds", help="kinds to run (default face)")
     p.add_argument("--port", type=int, default=int(os.environ.get("EVI_PORT", "8000")))
     p.add_argument("--fps", type=float, default=15.0, help="sample stream frame rate")
-    p.add_argument("--streams", type=int, default=1, help="number of sample streams")
+    p.add_argument("--streams", type=int, default=1,
+                   help="number of sample streams, all in one producer process (not with --demo)")
     p.add_argument("--int8", action="store_true",
                    help="also serve each kind's INT8 twin of its default model, in its own group")
+    p.add_argument("--policy", choices=["drop-stale", "process-all"],
+                   default=os.environ.get("EVI_POLICY") or "drop-stale",
+                   help="processors' real-time policy (default drop-stale: the samples are live)")
+    p.add_argument("--demo", action="store_true",
+                   help="vary the load on evi/demo.py's schedule (with --autoscale: 1 -> 2 -> 1)")
+    p.add_argument("--pace", type=float, default=1.0, help="--demo: play the schedule faster")
     a = p.add_argument_group("autoscale (a KEDA stand-in; docs/scaling.md)")
     a.add_argument("--autoscale", action="store_true", help="start/stop processors on lag")
     a.add_argument("--min-replicas", type=int, default=1)
@@ -230,6 +251,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.add_argument("--pin-cores", action="store_true",
                    help="one core per worker (--cpu, --threads 1), as a pod's CPU limit would")
     return p.parse_args(argv)
+
+
+def producer_args(a: argparse.Namespace, kinds: list[str]) -> list[str]:
+    """One producer process for every sample stream (one capture thread each): N processes
+    cost N Python interpreters, N Kafka clients and N times the broker's connections."""
+    if a.demo:
+        streams = ["--schedule", "demo", "--pace", str(a.pace)]
+    else:
+        streams = ["--samples", str(a.streams), "--fps", str(a.fps), "--loop"]
+    return ["produce", *streams, *[f"--kind={k}" for k in kinds]]
 
 
 def autoscalers(a: argparse.Namespace, kinds: list[str], children: Children) -> list[Autoscaler]:
@@ -248,7 +279,7 @@ def autoscalers(a: argparse.Namespace, kinds: list[str], children: Children) -> 
         out.append(Autoscaler(
             children, s.kafka, topics, k, cfg, interval_s=a.polling_interval,
             cooldown_s=a.cooldown, stabilizer=Stabilizer(a.scale_up_window, a.scale_down_window),
-            pin_cores=a.pin_cores,
+            pin_cores=a.pin_cores or a.demo, worker_args=["--policy", a.policy],
         ))
     return out
 
@@ -263,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
         topics = Topics(common.topics)
         for k in kinds:
             topics.frames(k)
+        if not 1 <= a.streams <= 256:
+            raise ConfigError("want 1 <= --streams <= 256")
+        if a.demo and a.streams != 1:
+            raise ConfigError("--demo brings its own streams (evi/demo.py): drop --streams")
+        schedule = demo_schedule(a.pace) if a.demo else None
         token = gateway_token(common.cache_dir)
     except ConfigError as e:
         die_on_config_error(e)
@@ -290,19 +326,21 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         for k in kinds if not a.autoscale else []:
-            children.start(f"processor-{k}", "process", "--kind", k, "--web-port", "0")
+            children.start(f"processor-{k}", "process", "--kind", k, "--web-port", "0",
+                           "--policy", a.policy)
         for k, model in twins:  # a second consumer group on the same frames (group_for)
             children.start(f"processor-{k}-{model}", "process", "--kind", k, "--model", model,
-                           "--web-port", "0")
+                           "--web-port", "0", "--policy", a.policy)
         for scaler in scalers:
             scaler.poll()
+        # The scaling panel's desired line uses the autoscaler's own threshold and ceiling.
+        top = max((sc.cfg.max_replicas for sc in scalers), default=a.max_replicas or 12)
         children.start("gateway", "gateway", "--port", str(a.port), *[f"--kind={k}" for k in kinds],
-                       env={"EVI_AUTH_TOKEN": token})
-        for i in range(a.streams):
-            children.start(
-                f"producer-{i}", "produce", "--source", "sample:", "--stream", f"sample-{i + 1}",
-                *[f"--kind={k}" for k in kinds], "--fps", str(a.fps), "--loop",
-            )
+                       env={"EVI_AUTH_TOKEN": token, "EVI_LAG_THRESHOLD": str(a.lag_threshold),
+                            "EVI_MAX_REPLICAS": str(top)})
+        if schedule is not None:
+            print(f"evi dev: load schedule: {schedule.describe()}", flush=True)
+        children.start("producer", *producer_args(a, kinds))
         print(f"\nevi dev: dashboard at {dashboard_link(a.port, token)}  (Ctrl-C stops "
               f"everything)\n", flush=True)
         while not stop:
@@ -315,5 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
         return 0
     finally:
+        for scaler in scalers:
+            scaler.close()
         children.stop()
         print("evi dev: stopped (Kafka keeps running: `evi kafka stop` stops it)", flush=True)

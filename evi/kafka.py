@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -129,17 +128,27 @@ def group_lag(
     kafka: KafkaSettings, group: str, topic: str, timeout: float = 10.0
 ) -> list[PartitionLag]:
     """Committed offsets of `group` on `topic` against each partition's end offset."""
-    cfg: dict[str, Any] = kafka.client_config() | {
-        "group.id": group,
-        "enable.auto.commit": False,
-    }
-    c = Consumer(cfg)
+    c = group_reader(kafka, group)
     try:
-        n = partitions_of(kafka, topic, timeout)
-        committed = c.committed([TopicPartition(topic, p) for p in range(n)], timeout=timeout)
-        marks = watermarks(c, topic, list(range(n)), timeout)
-        return [PartitionLag(tp.partition, tp.offset if tp.offset >= 0 else -1,
-                             marks[tp.partition][1], marks[tp.partition][0])
-                for tp in committed]  # fmt: skip
+        return lag_of(c, topic, timeout)
     finally:
         c.close()
+
+
+def group_reader(kafka: KafkaSettings, group: str) -> Consumer:
+    """A consumer that only reads `group`'s committed offsets: it never subscribes, so it never
+    joins the group."""
+    return Consumer(kafka.client_config() | {"group.id": group, "enable.auto.commit": False})
+
+
+def lag_of(c: Consumer, topic: str, timeout: float = 10.0) -> list[PartitionLag]:
+    """Lag of the group `c` was made for (group_reader) on `topic`; KeyError if it is missing."""
+    t = c.list_topics(topic, timeout=timeout).topics.get(topic)
+    if t is None or t.error is not None or not t.partitions:
+        raise KeyError(f"topic {topic!r} does not exist")
+    n = len(t.partitions)
+    committed = c.committed([TopicPartition(topic, p) for p in range(n)], timeout=timeout)
+    marks = watermarks(c, topic, list(range(n)), timeout)
+    return [PartitionLag(tp.partition, tp.offset if tp.offset >= 0 else -1,
+                         marks[tp.partition][1], marks[tp.partition][0])
+            for tp in committed]  # fmt: skip

@@ -35,11 +35,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from evi.errors import ConfigError
-from evi.kafka import PartitionLag, admin, explain, group_lag
+from evi.kafka import PartitionLag, admin, explain, group_reader, lag_of
 from evi.settings import KafkaSettings, ServiceSettings, die_on_config_error, load, override
 from evi.topics import Topics
 
@@ -204,15 +204,43 @@ def describe_group(
     return str(d.state.name).lower(), owned
 
 
+class LagReader:
+    """The two clients one kind's readings need, kept for the reader's whole life as KEDA keeps
+    its own: a consumer for the group's committed offsets and the end offsets, an admin client for
+    the group's members. (A new client per poll costs a connection, a metadata round trip and a
+    librdkafka log line each, every few seconds.)"""
+
+    def __init__(self, kafka: KafkaSettings, group: str) -> None:
+        self.group = group
+        self.consumer: Consumer = group_reader(kafka, group)
+        self.admin = AdminClient(kafka.client_config())
+
+    def lags(self, topic: str, timeout: float = 10.0) -> list[PartitionLag]:
+        self.admin.poll(0)  # long-lived clients deliver their queued log lines when polled
+        self.consumer.poll(0)  # (no subscription, no assignment: it returns nothing else)
+        return lag_of(self.consumer, topic, timeout)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
 def read_plan(
     kafka: KafkaSettings, topics: Topics, kind: str, cfg: ScalerConfig,
     previous: dict[int, int] | None = None, current: int | None = None,
+    reader: LagReader | None = None,
 ) -> Plan:
-    """One reading from the broker; `current` replicas default to the group's members."""
+    """One reading from the broker; `current` replicas default to the group's members. Without
+    a `reader`, one is made for this reading and closed after it."""
     group, topic = topics.group(kind), topics.frames(kind)
-    lags = group_lag(kafka, group, topic)
+    own = reader is None
+    r = LagReader(kafka, group) if reader is None else reader
+    try:
+        lags = r.lags(topic)
+        state, owned = describe_group(kafka, group, client=r.admin)
+    finally:
+        if own:
+            r.close()
     totals = total_lag(lags, cfg, previous)
-    state, owned = describe_group(kafka, group)
     now = len(owned) if current is None else current
     rows = [asdict(p) | {"lag": p.lag} for p in lags]
     return Plan(
@@ -275,11 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         die_on_config_error(e)
     previous: dict[str, dict[int, int]] = {k: {} for k in kinds}
+    readers = {k: LagReader(s.kafka, topics.group(k)) for k in kinds}  # one pair for all readings
     for i in range(a.watch):
         if i:
             time.sleep(a.interval)
         try:
-            plans = [read_plan(s.kafka, topics, k, cfg, previous[k]) for k in kinds]
+            plans = [read_plan(s.kafka, topics, k, cfg, previous[k], reader=readers[k])
+                     for k in kinds]
         except KeyError as e:  # partitions_of: the frames topic does not exist
             print(f"evi lag: {e.args[0]}", file=sys.stderr)
             return 1

@@ -18,6 +18,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
 from prometheus_client import Gauge
 
+from evi.kafka import PartitionLag
+from evi.scaleplan import ScalerConfig, desired_replicas, total_lag
 from evi.topics import Topics
 from gateway.feed import kinds_in
 from gateway.schemas import GroupView, KindSample, KindView, Member
@@ -46,6 +48,7 @@ class Lag:
     groups: list[GroupView]
     lag: int
     workers: int
+    desired: int | None = None  # KEDA's replicas for the kind's own group (None: no group yet)
 
 
 @dataclass(slots=True)
@@ -82,6 +85,17 @@ def lag_of(committed: dict[int, int], start: dict[int, int], end: dict[int, int]
         base = c if c >= 0 else start.get(p, 0)
         out[p] = max(0, e - base)
     return out
+
+
+def desired_of(committed: dict[int, int], start: dict[int, int], end: dict[int, int],
+               members: int, threshold: int, max_replicas: int = 1024) -> int:
+    """The replicas KEDA's Kafka scaler + HPA would ask for from this reading (evi/scaleplan.py;
+    offsetResetPolicy earliest, 1 to max_replicas, no stabilisation window)."""
+    lags = [PartitionLag(p, max(committed.get(p, -1), -1), e, start.get(p, 0))
+            for p, e in sorted(end.items())]  # fmt: skip
+    cfg = ScalerConfig(lag_threshold=threshold, offset_reset_policy="earliest", min_replicas=1,
+                       max_replicas=max_replicas)
+    return desired_replicas(total_lag(lags, cfg), cfg, members)
 
 
 class Monitor:
@@ -149,12 +163,16 @@ class Monitor:
             start = self._offsets(a, topic, n, EARLIEST) if n else {}
             end = self._offsets(a, topic, n, LATEST) if n else {}
             groups: list[GroupView] = []
+            desired = None
             for gid in mine[kind]:
                 req = [ConsumerGroupTopicPartitions(gid, [TopicPartition(topic, p) for p in end])]
                 res = a.list_consumer_group_offsets(req, request_timeout=TIMEOUT)[gid]
                 committed = {tp.partition: tp.offset for tp in res.result(TIMEOUT).topic_partitions}
                 lag = lag_of(committed, start, end)
                 d = described[gid]
+                if gid == self.topics.group(kind):  # the group a ScaledObject scales
+                    desired = desired_of(committed, start, end, len(d.members),
+                                         self.s.lag_threshold, self.s.max_replicas)
                 members = [
                     Member(client_id=m.client_id, host=m.host,
                            partitions=len(m.assignment.topic_partitions) if m.assignment else 0)
@@ -166,7 +184,7 @@ class Monitor:
                     lag_by_partition={str(p): v for p, v in sorted(lag.items())},
                 ))
             out[kind] = Lag(partitions=n, groups=groups, lag=sum(g.lag for g in groups),
-                            workers=sum(len(g.members) for g in groups))
+                            workers=sum(len(g.members) for g in groups), desired=desired)
         return out
 
     # --- event loop -------------------------------------------------------------------------
@@ -218,7 +236,7 @@ class Monitor:
             st.fps_in, st.fps_out, st.sampled_ms, st.stale = fps_in, fps_out, now_ms, lag is None
             st.history.append(KindSample(
                 t_ms=now_ms, lag=lag.lag if lag else None, workers=lag.workers if lag else None,
-                fps_in=fps_in, fps_out=fps_out,
+                desired=lag.desired if lag else None, fps_in=fps_in, fps_out=fps_out,
             ))
 
     def kind_view(self, kind: str, since_ms: int) -> KindView:
@@ -231,7 +249,8 @@ class Monitor:
             partitions=lag.partitions if lag else self.partitions.get(frames, 0),
             group=self.topics.group(kind), groups=lag.groups if lag else [],
             lag=lag.lag if lag else None, workers=lag.workers if lag else None,
-            fps_in=st.fps_in, fps_out=st.fps_out, sampled_ms=st.sampled_ms, stale=st.stale,
+            desired=lag.desired if lag else None, fps_in=st.fps_in, fps_out=st.fps_out,
+            sampled_ms=st.sampled_ms, stale=st.stale,
             history=[h for h in st.history if h.t_ms >= since_ms],
         )
 

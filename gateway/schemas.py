@@ -73,6 +73,7 @@ class KindSample(BaseModel):
     t_ms: int
     lag: int | None
     workers: int | None
+    desired: int | None = None
     fps_in: float
     fps_out: float
 
@@ -86,6 +87,8 @@ class KindView(BaseModel):
     groups: list[GroupView]
     lag: int | None = Field(description="frames not processed yet, summed over the kind's groups")
     workers: int | None = Field(description="members of the kind's consumer groups")
+    desired: int | None = Field(None, description="replicas KEDA's Kafka scaler would ask for "
+                                "(lag_threshold per worker) for the kind's own group")
     fps_in: float = Field(description="frames per second into the kind's topic")
     fps_out: float = Field(description="results per second per model (mean over the models)")
     sampled_ms: int

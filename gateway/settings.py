@@ -34,6 +34,10 @@ class GatewaySettings(ServiceSettings):
     # Kafka health probe period (drives /readyz) and the kinds panel sample period.
     probe_interval_s: float = Field(2.0, ge=0.2, le=60)
     kinds_interval_s: float = Field(5.0, ge=0.5, le=300)
+    # The autoscaler's lag per worker (KEDA lagThreshold: deploy/k8s/keda's 700; `evi dev` passes
+    # its --lag-threshold): the panel's desired-replicas line is KEDA's formula on it.
+    lag_threshold: int = Field(700, ge=1)
+    max_replicas: int = Field(12, ge=1)  # maxReplicaCount, the line's ceiling (with partitions)
     # How much per-kind history (lag, workers, fps) the API keeps for the dashboard's charts.
     history_s: int = Field(600, ge=10, le=86_400)
     # Bounds on state keyed by names from the data (a producer or a forged record picks them).

@@ -4,9 +4,14 @@
     evi produce --source videos/lobby.mp4 --loop --kind face --kind person --fps 10
     evi produce --source rtsp://cam1/stream --stream cam1 --source 0 --stream desk
     evi produce --config streams.yaml --metrics-port 9101
+    evi produce --samples 12 --fps 15 --loop
+    evi produce --schedule demo --pace 3 --kind face
 
 Each --source is one stream; --stream ids pair with --source flags in order. The other stream
 flags apply to every stream, also to those from --config (flags > config file > env > defaults).
+--samples N adds N sample streams (sample-1 ... sample-N). --schedule makes its own looping
+sample streams that join, change their rate and leave on the named load schedule (evi/demo.py),
+all in this one process.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 import cv2
 
 from evi import log as evi_log
+from evi.demo import Schedule, demo_schedule
 from evi.errors import ConfigError
 from evi.metrics import serve
 from evi.settings import die_on_config_error, load
@@ -61,6 +67,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--quality", type=int, help="JPEG quality 1-100 (default 80)")
     ap.add_argument("--start", type=float, help="seconds to skip into a video file")
     ap.add_argument("--duration", type=float, help="seconds of a video file to send")
+    ap.add_argument("--samples", type=int, metavar="N",
+                    help="add N sample streams sample-1 ... sample-N (`evi dev --streams N`)")
+    ap.add_argument("--schedule", choices=["demo"],
+                    help="sample streams that join, change rate and leave (evi/demo.py)")
+    ap.add_argument("--pace", type=float, default=1.0, help="play the schedule this much faster")
     ap.add_argument("--bootstrap-servers")
     ap.add_argument("--topic-prefix")
     ap.add_argument("--metrics-port", type=int, help="serve /metrics on this port (0 = off)")
@@ -68,6 +79,32 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--print-settings", action="store_true",
                     help="print the effective settings (secrets masked) and exit")
     return ap
+
+
+def add_samples(args: argparse.Namespace, n: int) -> None:
+    if not 1 <= n <= 256:
+        raise ConfigError("want 1 <= --samples <= 256")
+    if len(args.stream) < len(args.source):
+        raise ConfigError("--samples with unnamed --source streams: give each --source a --stream")
+    args.source = [*args.source, *["sample:"] * n]
+    args.stream = [*args.stream, *[f"sample-{i}" for i in range(1, n + 1)]]
+
+
+def schedule_from_args(args: argparse.Namespace) -> Schedule | None:
+    """The load schedule, its sample streams added to args (which must name no other source);
+    --samples streams added to args."""
+    if args.schedule is None:
+        if args.samples is not None:
+            add_samples(args, args.samples)
+        return None
+    if args.source or args.config or args.samples:
+        raise ConfigError("--schedule makes its own sample streams: drop --source/--config/"
+                          "--samples")
+    schedule = demo_schedule(args.pace)
+    add_samples(args, schedule.max_streams)
+    args.loop = True
+    args.fps = max(s.fps for s in schedule.steps)  # real-time pacing, dropping oldest if behind
+    return schedule
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[ProducerSettings, list[str]]:
@@ -133,6 +170,7 @@ def _install_signals(stop: threading.Event) -> None:
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        schedule = schedule_from_args(args)
         settings, stream_errors = settings_from_args(args)
     except ConfigError as e:
         die_on_config_error(e)
@@ -161,7 +199,7 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
     _install_signals(stop)
     metrics = ProducerMetrics()
     serve(settings.metrics_port, registry=metrics.registry)
-    code = run(settings, stop, metrics)
+    code = run(settings, stop, metrics, schedule=schedule)
     return 1 if stream_errors or missing else code
 
 

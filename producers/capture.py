@@ -63,6 +63,7 @@ class StreamWorker(threading.Thread):
         metrics: ProducerMetrics,
         stop: threading.Event,
         source_factory: Callable[[StreamConfig, float], Source] = make_stream_source,
+        rate: Callable[[float], float] | None = None,
     ) -> None:
         super().__init__(name=f"evi-capture-{cfg.id}", daemon=True)
         self.cfg = cfg
@@ -72,6 +73,8 @@ class StreamWorker(threading.Thread):
         self.metrics = metrics
         self.stop = stop
         self.source_factory = source_factory
+        # A load schedule (evi.demo): the stream's fps at a time.monotonic(); 0 = it has left.
+        self.rate = rate
         topics = Topics(settings.topics)
         self.targets = tuple((k, topics.frames(k)) for k in cfg.kinds)
         self.encoder = Encoder(cfg.quality, cfg.width, cfg.height, settings.publisher.encoder)
@@ -145,21 +148,33 @@ class StreamWorker(threading.Thread):
                 break
         self._status(ENDED, "")
 
-    def _fps(self, source: Source) -> float:
+    def _fps(self, source: Source, cap: float | None) -> float:
         """The rate the registry shows: the cap, or the source's own rate when lower."""
-        native, cap = source.native_fps or 0.0, self.cfg.fps or 0.0
+        native, cap = source.native_fps or 0.0, cap or 0.0
         if cap and native and not source.live:
             return min(cap, native)
         return cap or native
 
+    def _follow_schedule(self) -> float | None:
+        """The schedule's new rate; while it is 0 the stream has left (the registry says ended)
+        and this waits for it to come back. None when stop was set meanwhile."""
+        assert self.rate is not None
+        want = self.rate(time.monotonic())
+        while want == 0:
+            self._status(ENDED, "left (load schedule)")
+            if self.stop.wait(0.2):
+                return None
+            want = self.rate(time.monotonic())
+        return want
+
     def _pump(self, source: Source) -> tuple[Outcome, str]:
         """Send frames until the source ends, fails, the count is reached or stop is set."""
         cfg, stop = self.cfg, self.stop
+        fps = cfg.fps
         clock = None
         if not source.live:
-            clock = Clock(0.0 if cfg.fps == 0 else source.native_fps or DEFAULT_FPS,
-                          time.monotonic())
-        gate = RateGate(cfg.fps or 0.0)
+            clock = Clock(0.0 if fps == 0 else source.native_fps or DEFAULT_FPS, time.monotonic())
+        gate = RateGate(fps or 0.0)
         policy = backpressure_policy(source, cfg.fps)
         captured = self.metrics.captured.labels(cfg.id)
         fps_gauge = self.metrics.capture_fps.labels(cfg.id)
@@ -169,6 +184,14 @@ class StreamWorker(threading.Thread):
         while not stop.is_set():
             if cfg.count is not None and self.seq >= cfg.count:
                 return Outcome.COUNT, ""
+            if self.rate is not None and self.rate(time.monotonic()) != fps:
+                fps = self._follow_schedule()
+                if fps is None:
+                    break
+                if not source.live:  # as above, never faster than the source's own rate
+                    native = source.native_fps or DEFAULT_FPS
+                    clock = Clock(min(fps, native), time.monotonic())
+                gate = RateGate(fps)
             if clock is not None and stop.wait(clock.delay(time.monotonic())):
                 break
             frame = source.read()
@@ -192,8 +215,10 @@ class StreamWorker(threading.Thread):
             jpeg = self.encoder.encode(out)
             encode_hist.observe(time.monotonic() - now)
             h, w = out.shape[:2]
-            if self.info.status != LIVE or (w, h) != (self.info.width, self.info.height):
-                self._status(LIVE, "", width=w, height=h, fps=self._fps(source))
+            shown = self._fps(source, fps)
+            if self.info.status != LIVE or (w, h, shown) != (self.info.width, self.info.height,
+                                                             self.info.fps):
+                self._status(LIVE, "", width=w, height=h, fps=shown)
             meta = FrameMeta(cfg.id, self.seq, ts_ms, w, h, self.settings.producer_id)
             self.publisher.submit(
                 Pending(cfg.id, self.seq, jpeg, frame_headers(meta), self.targets, now),

@@ -11,6 +11,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import ConfigResource, ResourceType  # type: ignore[attr-defined]
 
+from evi.demo import Schedule
 from evi.kafka import admin, ensure_topics, unreachable
 from evi.settings import KafkaSettings
 from evi.topics import Topics
@@ -95,8 +96,10 @@ def run(
     metrics: ProducerMetrics | None = None,
     producer_factory: Callable[[dict[str, Any]], Any] = Producer,
     source_factory: Callable[[StreamConfig, float], Source] = make_stream_source,
+    schedule: Schedule | None = None,
 ) -> int:
-    """Produce until every stream ends or `stop` is set; 0 iff every frame was delivered."""
+    """Produce until every stream ends or `stop` is set; 0 iff every frame was delivered.
+    With a `schedule`, stream number i (1-based, in order) sends at its rate from now on."""
     metrics = metrics or ProducerMetrics()
     topics = Topics(settings.topics)
     limits = _limits(settings) if _ensure_topics(settings, stop) else {}
@@ -109,9 +112,15 @@ def run(
     )
     registry = Registry(registry_config(settings.kafka.client_config(), pid),
                         topics.streams, pid, producer_factory)
+    t0 = time.monotonic()
+
+    def rate(i: int) -> Callable[[float], float] | None:
+        return None if schedule is None else lambda now: schedule.fps(i, now - t0)
+
     workers = [
-        StreamWorker(cfg, settings, publisher, registry, metrics, stop, source_factory)
-        for cfg in settings.streams
+        StreamWorker(cfg, settings, publisher, registry, metrics, stop, source_factory,
+                     rate(i))
+        for i, cfg in enumerate(settings.streams, start=1)
     ]
     publisher.start()
     for w in workers:

@@ -148,10 +148,15 @@ def k8s_settings(objs: list[Obj], workload: Obj) -> Obj:
     return effective_settings(list(container["args"]), env, files)
 
 
-def compose_command(service: Obj) -> list[str]:
+COMPOSE_VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+def compose_command(service: Obj, env: dict[str, str] | None = None) -> list[str]:
+    """The exec-form command with `${NAME:-default}` interpolated as compose does (from `env`)."""
     command = service["command"]
     assert isinstance(command, list), "commands are exec form (a list)"
-    return [str(c) for c in command]
+    env = env or {}
+    return [COMPOSE_VAR.sub(lambda m: env.get(m[1]) or m[2] or "", str(c)) for c in command]
 
 
 def compose_env(service: Obj) -> dict[str, str]:

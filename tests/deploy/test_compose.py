@@ -191,6 +191,12 @@ def test_services_listen_where_compose_looks(compose: Obj) -> None:
     (stream,) = producer["streams"]
     assert (stream["source"], stream["id"], stream["kinds"], stream["loop"]) == (
         "sample:", "sample-1", list(default_models()), True)  # every kind: one encode, N topics
+    # EVI_SAMPLE_STREAMS=12: twelve sample streams, still one producer process.
+    args = compose_command(services["producer"], {"EVI_SAMPLE_STREAMS": "12"})
+    many = effective_settings(args, image_env() | compose_env(services["producer"]))
+    assert [s["id"] for s in many["streams"]] == [f"sample-{i}" for i in range(1, 13)]
+    # The sample plays in real time, as a camera: the processor stays live (docs/scaling.md).
+    assert processor["policy"] == "drop-stale"
 
 
 def test_topics_service_creates_the_processors_topics(compose: Obj) -> None:

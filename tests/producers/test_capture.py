@@ -246,3 +246,23 @@ def test_native_rate_starts_at_the_first_frame_without_a_catch_up_burst(h: Harne
     assert h.run([{"id": "clip", "source": "x"}], stop) == 0
     n = len(h.seqs("clip"))
     assert 15 <= n <= 25, n  # ~21; bursting to catch up the first 0.8 s would give ~37
+
+
+def test_one_process_follows_a_load_schedule_streams_join_speed_up_and_leave(
+    h: Harness,
+) -> None:
+    from evi.demo import Schedule, Step
+
+    schedule = Schedule((Step(0, 1, 10.0), Step(1.0, 2, 10.0), Step(2.0, 1, 30.0)), 10.0)
+    for s in ("a", "b"):
+        h.sources[s] = ScriptedSource([(10**6, "end")], live=False, fps=100)
+    stop = threading.Event()
+    threading.Timer(3.0, stop.set).start()
+    settings = ProducerSettings(streams=[{"id": s, "source": "x", "fps": 30} for s in "ab"])
+    assert runner.run(settings, stop, h.metrics, h.factory, h.source, schedule) == 0
+    a, b = h.seqs("a"), h.seqs("b")
+    assert a == list(range(len(a))) and b == list(range(len(b)))  # contiguous per stream
+    assert 40 <= len(a) <= 60, len(a)  # ~20 at 10 fps for 2 s, then ~30 at 30 fps
+    assert 7 <= len(b) <= 13, len(b)  # ~10: there from 1 s to 2 s only
+    assert ("ended", "left (load schedule)") in h.statuses("b")
+    assert ("ended", "left (load schedule)") in h.statuses("b")[:2]  # absent until it joined

@@ -9,19 +9,53 @@ from pathlib import Path
 import pytest
 
 import producers.__main__ as cli
+from evi.demo import Schedule
 from producers.settings import ProducerSettings
+
+schedules: list[Schedule | None] = []  # what each main() handed run()
 
 
 @pytest.fixture
 def ran(monkeypatch: pytest.MonkeyPatch) -> list[ProducerSettings]:
     seen: list[ProducerSettings] = []
 
-    def fake_run(settings: ProducerSettings, stop: threading.Event, metrics: object) -> int:
+    def fake_run(settings: ProducerSettings, stop: threading.Event, metrics: object,
+                 schedule: Schedule | None = None) -> int:
         seen.append(settings)
+        schedules.append(schedule)
         return 0
 
     monkeypatch.setattr(cli, "run", fake_run)
     return seen
+
+
+def test_a_schedule_makes_its_own_looping_sample_streams_in_one_process(
+    ran: list[ProducerSettings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    schedules.clear()
+    assert cli.main(["--schedule", "demo", "--pace", "3", "--kind", "face"]) == 0
+    (s,) = ran
+    assert [st.id for st in s.streams] == [f"sample-{i}" for i in range(1, 13)]
+    assert {(st.source, st.loop, st.fps) for st in s.streams} == {("sample:", True, 15.0)}
+    (schedule,) = schedules
+    assert schedule is not None and schedule.pace == 3.0
+    with pytest.raises(SystemExit):
+        cli.main(["--schedule", "demo", "--source", "sample:"])
+    assert "--schedule makes its own sample streams" in capsys.readouterr().err
+
+
+def test_samples_adds_n_sample_streams_after_the_named_sources(
+    ran: list[ProducerSettings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["--source", "sample:", "--stream", "cam", "--samples", "3", "--fps",
+                     "30", "--loop"]) == 0
+    (s,) = ran
+    assert [(st.id, st.source, st.fps, st.loop) for st in s.streams] == [
+        ("cam", "sample:", 30.0, True), ("sample-1", "sample:", 30.0, True),
+        ("sample-2", "sample:", 30.0, True), ("sample-3", "sample:", 30.0, True)]
+    with pytest.raises(SystemExit):
+        cli.main(["--samples", "0"])
+    assert "want 1 <= --samples <= 256" in capsys.readouterr().err
 
 
 def test_flags_build_one_stream_with_defaults(ran: list[ProducerSettings]) -> None:

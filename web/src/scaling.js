@@ -1,10 +1,13 @@
 // The scaling panel: per kind, consumer lag over the last minutes, active workers (members of
-// the kind's consumer groups) and input vs inferred frames per second; below, every consumer
-// group of the kind (one per model served: FP32 and INT8 side by side) with its workers and lag.
+// the kind's consumer groups) against the replicas KEDA's formula asks for from the same lag
+// (the gateway's `desired`: it moves first, the workers follow after the scaler's windows), and
+// input vs inferred frames per second; below, every consumer group of the kind (one per model
+// served: FP32 and INT8 side by side) with its workers and lag.
 import { sparkline } from "./sparkline.js";
 
 const LAG = "#ffb300";
 const WORKERS = "#40c4ff";
+const DESIRED = "#ff6e9c";
 const FPS_IN = "#8a93a6";
 const FPS_OUT = "#00e05a";
 
@@ -16,7 +19,8 @@ function card(kind) {
     <header><h3></h3><span class="workers" title="members of the consumer group(s)"></span></header>
     <div class="kv"><span class="lag-now"></span><span class="parts"></span></div>
     <div class="chart"><span class="legend"><i style="--c:${LAG}"></i>lag (frames)
-      <i style="--c:${WORKERS}"></i>workers</span>
+      <i style="--c:${WORKERS}"></i>workers
+      <i style="--c:${DESIRED}"></i>desired (KEDA)</span>
       <canvas class="c-lag"></canvas><canvas class="c-workers"></canvas></div>
     <div class="chart"><span class="legend"><i style="--c:${FPS_IN}"></i>input fps
       <i style="--c:${FPS_OUT}"></i>inferred fps</span><canvas class="c-fps"></canvas></div>
@@ -56,16 +60,20 @@ export class ScalingPanel {
     w.classList.toggle("none", k.workers === 0);
     c.dataset.workers = String(k.workers ?? "");
     c.dataset.lag = String(k.lag ?? "");
+    c.dataset.desired = String(k.desired ?? "");
     c.querySelector(".lag-now").textContent =
-      k.lag == null ? "lag unknown" : `lag ${k.lag.toLocaleString()} frames`;
+      (k.lag == null ? "lag unknown" : `lag ${k.lag.toLocaleString()} frames`) +
+      (k.desired == null ? "" : ` · desired ${k.desired}`);
     c.querySelector(".parts").textContent =
       `${k.partitions} partitions · ${k.fps_in.toFixed(1)} → ${k.fps_out.toFixed(1)} fps`;
     c.classList.toggle("stale", k.stale);
     const h = k.history;
     sparkline(c.querySelector(".c-lag"), [{ values: h.map((p) => p.lag), colour: LAG, fill: true }],
       { minMax: 10 });
-    sparkline(c.querySelector(".c-workers"),
-      [{ values: h.map((p) => p.workers), colour: WORKERS, step: true }], { minMax: 2 });
+    sparkline(c.querySelector(".c-workers"), [
+      { values: h.map((p) => p.desired ?? null), colour: DESIRED, step: true },
+      { values: h.map((p) => p.workers), colour: WORKERS, step: true },
+    ], { minMax: 2 });
     sparkline(c.querySelector(".c-fps"), [
       { values: h.map((p) => p.fps_in), colour: FPS_IN },
       { values: h.map((p) => p.fps_out), colour: FPS_OUT, fill: true },
