@@ -178,7 +178,8 @@ def processor_yaml(t: Target, g: Group) -> str:
                         f"{g.group_id}). Replicas are", "KEDA's to set (its ScaledObject): no "
                         "`replicas` here, so a re-apply never fights the autoscaler."]),
         name=g.name, kind=g.kind, model=g.model, args=json.dumps(g.args),
-        policy=policy, policy_why=POLICY_WHY[policy], secrets_optional=str(t.secrets_optional).lower(), cpu=t.cpu,
+        policy=policy, policy_why=POLICY_WHY[policy],
+        secrets_optional=str(t.secrets_optional).lower(), cpu=t.cpu,
         memory_request=t.memory[0], memory_limit=t.memory[1])
 
 

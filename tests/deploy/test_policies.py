@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from tests.deploy.support import Obj, component, k8s_settings, of_kind
 
-# overlay -> kind -> policy; a processor added to an overlay must be placed here too.
+# overlay -> kind -> policy of every processor Deployment of the kind (FP32 and INT8 groups
+# alike); a kind added to an overlay must be placed here too.
 POLICIES = {
-    "dev": {"face": "drop-stale"},  # the looping sample, in real time
+    "dev": {"face": "drop-stale", "person": "drop-stale"},  # the looping sample, in real time
     "prod": {"face": "drop-stale", "person": "drop-stale",  # cameras
              "vehicle": "process-all"},  # `evi replay` jobs of recorded video
 }
@@ -18,7 +19,11 @@ def test_live_kinds_drop_stale_and_replay_kinds_process_all(
 ) -> None:
     for overlay, objs in rendered.items():
         found = {
-            dep["metadata"]["labels"]["evi/kind"]: k8s_settings(objs, dep)["policy"]
+            (dep["metadata"]["name"], dep["metadata"]["labels"]["evi/kind"]):
+                k8s_settings(objs, dep)["policy"]
             for dep in of_kind(objs, "Deployment") if component(dep) == "processor"
         }
-        assert found == POLICIES[overlay], overlay
+        by_kind = {kind: policy for (_, kind), policy in found.items()}
+        assert by_kind == POLICIES[overlay], overlay
+        for (name, kind), policy in found.items():
+            assert policy == POLICIES[overlay][kind], f"{overlay}: {name}"
