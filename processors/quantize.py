@@ -229,7 +229,9 @@ def _nncf_quantize(model: Any, tensors: Sequence[F32]) -> Any:
             "`make` installs the dev lock, which has it)"
         ) from None
 
-    nncf.set_log_level(logging.ERROR)
+    # Only its logger: nncf.set_log_level also sets the level of every handler on that logger,
+    # and NNCF's logger can hold handlers that are not its own (it silenced pytest's capture).
+    logging.getLogger("nncf").setLevel(logging.ERROR)
     # Its progress bar (rich, on stdout) is not ours to print: our stdout is one line per model.
     with contextlib.redirect_stdout(io.StringIO()):
         return nncf.quantize(model, nncf.Dataset(list(tensors)), subset_size=len(tensors))
