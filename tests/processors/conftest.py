@@ -36,24 +36,24 @@ def cache_dir() -> Path:
     return cache
 
 
-@pytest.fixture(scope="session")
-def short_pipeline(cache_dir: Path) -> Iterator[FramePipeline]:
-    p = FramePipeline.create("face", BlazeFaceConfig(name="blazeface-short"), cache_dir)
+def _pipeline(kind: str, cfg: BlazeFaceConfig, cache_dir: Path) -> Iterator[FramePipeline]:
+    p = FramePipeline.create(kind, cfg, cache_dir)
     yield p
     p.close()
+
+
+@pytest.fixture(scope="session")
+def short_pipeline(cache_dir: Path) -> Iterator[FramePipeline]:
+    yield from _pipeline("face", BlazeFaceConfig(name="blazeface-short"), cache_dir)
 
 
 @pytest.fixture(scope="session")
 def full_pipeline(cache_dir: Path) -> Iterator[FramePipeline]:
     cfg = BlazeFaceConfig(name="blazeface-full", variant="full")  # score threshold 0.6
-    p = FramePipeline.create("face", cfg, cache_dir)
-    yield p
-    p.close()
+    yield from _pipeline("face", cfg, cache_dir)
 
 
 @pytest.fixture(scope="session")
 def pose_pipeline(cache_dir: Path) -> Iterator[FramePipeline]:
     cfg = BlazeFaceConfig(name="mediapipe-pose", variant="pose")  # score threshold 0.5
-    p = FramePipeline.create("person", cfg, cache_dir)
-    yield p
-    p.close()
+    yield from _pipeline("person", cfg, cache_dir)
