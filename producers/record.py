@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from evi.errors import BadFrame, ConfigError
 from evi.kafka import explain, offsets_at, partitions_of, unreachable, watermarks
 from evi.log import setup as setup_logging
+from evi.progress import Task, progress
 from evi.settings import KafkaSettings, ServiceSettings, die_on_config_error, load, override
 from evi.topics import Topics
 from evi.wire import parse_frame
@@ -83,6 +84,7 @@ class WindowReader:
         self.ranges: dict[int, tuple[int, int]] = {}
         self.skipped: Counter[str] = Counter()  # records that are not valid frames, by reason
         self.other_streams = 0  # frames of streams not asked for
+        self.progress = Task()  # records read of the window's total, once it is planned
 
     def _consumer(self) -> Consumer:
         return Consumer(self.kafka.client_config() | {
@@ -108,6 +110,7 @@ class WindowReader:
                 if start == low > 0:
                     log.warning("%s[%d]: records before offset %d were deleted by retention; "
                                 "the window may start later than --since", self.topic, p, low)
+        self.progress.update(total=sum(end - start for start, end in self.ranges.values()))
 
     def __iter__(self) -> Iterator[ClipRecord]:
         c = self._consumer()
@@ -144,6 +147,7 @@ class WindowReader:
                 p, off = m.partition(), m.offset() or 0
                 if p not in pending or off >= pending[p][1]:
                     continue
+                self.progress.advance()
                 if off + 1 >= pending[p][1]:
                     del pending[p]
                 rec = self._frame(m.key(), m.value(), m.headers(), m.timestamp()[1])
@@ -207,9 +211,10 @@ def record(reader: WindowReader, out: Path, meta: dict[str, object]) -> Counter[
     writer = ClipWriter(out, meta)
     per_stream: Counter[str] = Counter()
     try:
-        for rec in reader:
-            writer.write(rec)
-            per_stream[(rec.key or b"").decode()] += 1
+        with progress(f"reading {reader.topic}") as reader.progress:
+            for rec in reader:
+                writer.write(rec)
+                per_stream[(rec.key or b"").decode()] += 1
         if not writer.count:
             asked = ", ".join(sorted(reader.streams)) or "any stream"
             raise WindowError(

@@ -30,6 +30,7 @@ from pydantic import Field
 from evi.errors import BadFrame, ConfigError
 from evi.kafka import ensure_topics, explain
 from evi.log import setup as setup_logging
+from evi.progress import progress
 from evi.settings import ServiceSettings, die_on_config_error
 from evi.topics import Topics
 from evi.wire import FrameMeta, StreamInfo, frame_headers, parse_frame, valid_stream_id
@@ -148,7 +149,7 @@ def run(s: ReplaySettings, job: Job, stop: threading.Event) -> int:
     pacer = Pacer(order[0].ts_ms, job.speed, time.monotonic(), int(time.time() * 1000))
     sent, started, problem = 0, time.monotonic(), ""
     try:
-        with open(job.clip, "rb") as f:
+        with open(job.clip, "rb") as f, progress(f"replaying to {job.topic}", len(order)) as bar:
             for e in order:
                 if sender.failed or stop.wait(pacer.delay(e.ts_ms, time.monotonic())):
                     break
@@ -160,6 +161,7 @@ def run(s: ReplaySettings, job: Job, stop: threading.Event) -> int:
                 sender.send(job.topic, out.encode(), rec.value, rewrite(rec.headers, meta, new),
                             rec.ts_ms if job.keep_ts else ts)
                 sent += 1
+                bar.advance()
                 if sent == 1:  # the timeline starts once the first frame is in: no warm-up burst
                     sender.producer.flush(sender.timeout_s)
                     pacer.origin_mono = time.monotonic()
