@@ -1,6 +1,10 @@
 """`evi dev`: the whole pipeline on one machine — Kafka, topics, model, the sample producer, one
 processor per kind and the gateway — as child processes, stopped together on Ctrl-C.
 
+A child that dies is started again after a doubling delay, as compose's `restart: unless-stopped`
+would, and each change of state is shown (evi/supervise.py); one that keeps dying (5 restarts
+within 2 minutes) stops everything with its name and exit code.
+
 `--autoscale` (dev only) stands in for KEDA: per kind it reads the group's lag every polling
 interval, asks `evi.scaleplan` for KEDA's replica count, smooths it with the HPA's stabilisation
 windows and starts or stops processor workers to match (docs/scaling.md, "Scaling on one
@@ -23,7 +27,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from confluent_kafka import KafkaException
 
@@ -33,67 +36,44 @@ from evi.errors import ConfigError
 from evi.kafka import partitions_of
 from evi.scaleplan import LagReader, Plan, ScalerConfig, Stabilizer, read_plan
 from evi.settings import REPO_ROOT, KafkaSettings, ServiceSettings, die_on_config_error, load
+from evi.supervise import GaveUp, RestartPolicy, StatusReport, Supervisor
 from evi.topics import Topics
 
 
 @dataclass
 class Children:
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-    retired: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    """`evi` subcommands run as supervised children (evi/supervise.py): one that crashes is
+    restarted with backoff, as compose's `restart: unless-stopped` would."""
+
     log_dir: Path | None = None  # None: children write to our stdout
     env: dict[str, str] | None = None
     quiet: bool = False
-    _logs: list[IO[bytes]] = field(default_factory=list)
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    supervisor: Supervisor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.supervisor = Supervisor(self.policy, cwd=REPO_ROOT, log_dir=self.log_dir,
+                                     env=self.env, on_change=None if self.quiet else StatusReport())
 
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         cmd = [sys.executable, "-m", "evi.cli", *args]
         if not self.quiet:
             print(f"evi dev: starting {name}: {' '.join(cmd[2:])}", flush=True)
-        out = None
-        if self.log_dir:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
-            self._logs.append(out)
-        env = {**os.environ, **(self.env or {}), **(env or {})} if self.env or env else None
-        err = subprocess.STDOUT if out else None
-        # Own session: a terminal's Ctrl-C reaches only `evi dev`, which then sends each child
-        # one SIGTERM (a second signal would make a processor exit without its final commit).
-        p = subprocess.Popen(
-            cmd, cwd=REPO_ROOT, stdout=out, stderr=err, env=env, start_new_session=True
-        )
-        self.procs.append((name, p))
+        self.supervisor.start(name, cmd, env)
 
     def retire(self, name: str) -> None:
         """SIGTERM one child (it drains and leaves its group); it no longer counts as running."""
-        for i, (n, p) in enumerate(self.procs):
-            if n == name:
-                del self.procs[i]
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-                self.retired.append((n, p))
-                return
-        raise KeyError(name)
+        self.supervisor.retire(name)
+
+    def check(self) -> None:
+        """Restart what crashed, when due; GaveUp when a child keeps crashing."""
+        self.supervisor.check()
 
     def exited(self) -> tuple[str, int] | None:
-        for name, p in self.procs:
-            if p.poll() is not None:
-                return name, p.returncode
-        return None
+        return self.supervisor.exited()
 
     def stop(self, timeout: float = 15.0) -> None:
-        for _, p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for name, p in self.procs + self.retired:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                print(f"evi dev: {name} did not stop in time; killing it", flush=True)
-                p.kill()
-                p.wait(5)
-        for f in self._logs:
-            f.close()
+        self.supervisor.stop(timeout)
 
 
 @dataclass
@@ -344,9 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nevi dev: dashboard at {dashboard_link(a.port, token)}  (Ctrl-C stops "
               f"everything)\n", flush=True)
         while not stop:
-            gone = children.exited()
-            if gone:
-                print(f"evi dev: {gone[0]} exited with code {gone[1]}; stopping", flush=True)
+            try:
+                children.check()
+            except GaveUp as e:
+                print(f"evi dev: {e}; stopping everything (its output is above)", flush=True)
                 return 1
             for scaler in scalers:
                 scaler.poll()

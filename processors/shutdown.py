@@ -64,6 +64,8 @@ class DrainingWorker(faust.Worker):
 
     def __init__(self, app: faust.App, lifecycle: Lifecycle, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
+        # faust's start-up spinner ends with a cursor escape code even on a pipe or a log file.
+        self.spinner = None
         self.lifecycle = lifecycle
         self._stopping = False
         self._fatal_task: asyncio.Future[None] | None = None
