@@ -46,8 +46,9 @@ class Task:
     def update(self, *, total: float | None = None, completed: float | None = None,
                description: str | None = None) -> None:
         if self._bar is not None and self._task is not None:
+            # A new step's name is drawn at once, not at the next tick: it says what is slow.
             self._bar.update(self._task, total=total, completed=completed,
-                             description=description)
+                             description=description, refresh=description is not None)
 
 
 @contextmanager
