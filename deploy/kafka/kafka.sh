@@ -190,6 +190,7 @@ fetch_locked() {
   fi
   command -v "$MVN" >/dev/null || die "maven ('$MVN') not found; install maven (and a JDK 17+)"
   log "fetching Kafka jars into $LIBS_DIR (maven; ~45 MB, ~20 s with an empty ~/.m2) ..."
+  local began=$SECONDS
   local tmp="$KAFKA_HOME/libs.tmp.$$"
   rm -rf "$KAFKA_HOME"/libs.tmp.* # leftovers of an interrupted fetch
   # Output goes to a file (quiet maven still prints colour codes); shown on failure.
@@ -202,7 +203,7 @@ fetch_locked() {
   pom_hash >"$tmp/.pom.sha256"
   rm -rf "$LIBS_DIR"
   mv "$tmp" "$LIBS_DIR"
-  log "fetched $(find "$LIBS_DIR" -name '*.jar' | wc -l) jars ($(du -sh "$LIBS_DIR" | cut -f1))"
+  log "fetched $(find "$LIBS_DIR" -name '*.jar' | wc -l) jars ($(du -sh "$LIBS_DIR" | cut -f1)) in $((SECONDS - began)) s"
 }
 
 with_lock() {
