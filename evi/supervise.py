@@ -63,7 +63,7 @@ class Child:
             return f"running (pid {self.proc.pid}{again})"
         if self.state == "restarting":
             wait = max(0.0, self.restart_at - now)
-            return f"restarting in {wait:.0f}s (exited {self.code}{again})"
+            return f"restarting in {wait:.3g}s (exited {self.code}{again})"
         return f"exited {self.code}" if self.state == "exited" else "stopped"
 
 
@@ -75,7 +75,6 @@ class GaveUp(RuntimeError):
         self.child = child
 
 
-Spawn = Callable[[str, Sequence[str], "dict[str, str] | None"], "subprocess.Popen[bytes]"]
 OnChange = Callable[["Supervisor", Child], None]
 
 

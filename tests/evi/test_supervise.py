@@ -7,6 +7,7 @@ import io
 import re
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -112,14 +113,15 @@ def test_restarts_older_than_the_window_do_not_count_towards_giving_up() -> None
 
 
 def test_a_child_that_recovers_keeps_running_and_the_others_are_untouched(
-    tmp_path: object,
+    tmp_path: Path,
 ) -> None:
-    sup, clock, _ = supervisor(RestartPolicy(first_delay_s=0.5))
+    sup, clock, seen = supervisor(RestartPolicy(first_delay_s=0.5))
     flag = f"{tmp_path}/crashed-once"
     try:
         gateway = sup.start("gateway", SLEEPER)
         sup.start("processor-face", [*ONCE, flag])
         assert crash_cycle(sup, clock, "processor-face") == 0.5
+        assert "processor-face restarting in 0.5s (exited 3)" in seen
         clock.now += 0.5
         sup.check()
         worker = sup.children["processor-face"]
