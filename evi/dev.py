@@ -337,4 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         for scaler in scalers:
             scaler.close()
         children.stop()
-        print("evi dev: stopped (Kafka keeps running: `evi kafka stop` stops it)", flush=True)
+        restarted = [f"{c.name} {c.restarts}x" for c in children.supervisor.children.values()
+                     if c.restarts]
+        print(f"evi dev: stopped{'; restarted ' + ', '.join(restarted) if restarted else ''}"
+              " (Kafka keeps running: `evi kafka stop` stops it)", flush=True)

@@ -93,7 +93,7 @@ def test_evi_dev_restarts_a_killed_processor_and_results_keep_coming(
                 c.close()
                 delete_topics_with_prefix(kafka, prefix)
     assert code == 0, output()[-3000:]
-    assert "evi dev: stopped" in output()
+    assert "evi dev: stopped; restarted processor-face 1x (Kafka keeps running" in output()
     assert "\x1b" not in output()  # no child nor evi dev draws on a log file
     for name in ("processor-face", "gateway", "producer"):
         for pid, _ in pids(name):
