@@ -213,3 +213,21 @@ def test_the_report_shows_every_child_on_one_line_on_a_terminal(
     assert "gateway" in text and f"running (pid {gw.proc.pid})" in text
     assert "processor-face" in text and "restarting in 1s (exited 3)" in text
     assert len(buf.getvalue().splitlines()) == 3  # one line per change: 2 starts, 1 exit
+
+
+def test_with_a_log_dir_each_run_of_a_child_appends_to_its_log(tmp_path: Path) -> None:
+    talk = [sys.executable, "-c", "import os, sys; print('run', os.environ['RUN_TAG']); "
+            "sys.exit(3)"]
+    clock = Clock()
+    sup = Supervisor(clock=clock, log_dir=tmp_path / "logs", env={"RUN_TAG": "A"})
+    try:
+        sup.start("processor-face", talk)
+        for _ in range(2):
+            wait_exit(sup.children["processor-face"])
+            sup.check()
+            clock.now = sup.children["processor-face"].restart_at
+            sup.check()
+        wait_exit(sup.children["processor-face"])
+    finally:
+        sup.stop(5)
+    assert (tmp_path / "logs" / "processor-face.log").read_text().splitlines() == ["run A"] * 3
