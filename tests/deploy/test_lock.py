@@ -7,29 +7,20 @@ pyproject.toml has moved past fails here with the fix (`make lock`)."""
 from __future__ import annotations
 
 import re
-import tomllib
 from importlib.metadata import version as installed_version
-from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.deploy.pyproject import direct, names, pyproject, wanted
 from tests.deploy.support import REPO
 
 LOCKS = REPO / "requirements"
 # at-least-once rests on these libraries' internals (docs/processors.md,
 # tests/processors/test_app_faust.py): exact versions in pyproject.toml, not ranges.
 EXACT = ("faust-streaming", "aiokafka", "confluent-kafka")
-# linux x86_64, CPython 3.11: the environment markers the lock is resolved for.
-MARKER_ENV = {"python_version": "3.11", "python_full_version": "3.11.0", "sys_platform": "linux",
-              "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
-              "implementation_name": "cpython", "platform_python_implementation": "CPython"}
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
-
-
-def pyproject() -> Any:
-    return tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
 def parse_lock(name: str) -> dict[str, tuple[str, set[str]]]:
@@ -75,30 +66,6 @@ def quantize() -> dict[str, tuple[str, set[str]]]:
     return parse_lock("quantize.txt")
 
 
-def direct(requirements: list[str]) -> list[Requirement]:
-    reqs = [Requirement(r) for r in requirements]
-    return [r for r in reqs if r.marker is None or r.marker.evaluate(MARKER_ENV)]
-
-
-def wanted(*extras: str) -> list[Requirement]:
-    """The core's requirements and those of `extras`, an extra's `evi[a,b]` expanded to a's and
-    b's (as pip and uv read it)."""
-    project = pyproject()["project"]
-    out = direct(project["dependencies"])
-    todo, seen = list(extras), set()
-    while todo:
-        extra = todo.pop()
-        if extra in seen:
-            continue
-        seen.add(extra)
-        for req in direct(project["optional-dependencies"][extra]):
-            if canonicalize_name(req.name) == "evi":
-                todo.extend(req.extras)
-            else:
-                out.append(req)
-    return out
-
-
 def check_covered(reqs: list[Requirement], lock: dict[str, tuple[str, set[str]]],
                   name: str) -> None:
     for req in reqs:
@@ -129,10 +96,8 @@ def test_the_gateway_lock_is_the_core_only(gateway: dict[str, tuple[str, set[str
 
 
 def test_the_extras_split_the_heavy_packages_off_the_core() -> None:
-    core = {str(canonicalize_name(r.name)) for r in wanted()}
-    assert [p for p in NOT_IN_GATEWAY if p in core] == []
-    processor = {str(canonicalize_name(r.name)) for r in wanted("processor")}
-    producer = {str(canonicalize_name(r.name)) for r in wanted("producer")}
+    assert [p for p in NOT_IN_GATEWAY if p in names(wanted())] == []
+    processor, producer = names(wanted("processor")), names(wanted("producer"))
     assert {"openvino", "faust-streaming", "aiokafka"} <= processor
     assert "scikit-image" in producer and "openvino" not in producer
 
