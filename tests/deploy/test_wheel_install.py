@@ -10,6 +10,7 @@ so a second run installs offline; a cold run downloads ~40 MB."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -97,15 +98,18 @@ def build_wheel(out: Path, src: Path) -> Path:
 
 
 def fill_wheelhouse(env: dict[str, str]) -> None:
-    """The core lock's files, downloaded once per lock content (a stamp holds its digest)."""
+    """The core lock's files, downloaded once per lock content (a stamp holds its digest); one
+    run at a time fills it (checkouts share .cache), the others wait for it."""
+    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
     stamp = WHEELHOUSE / ".lock.sha256"
     digest = hashlib.sha256(LOCK.read_bytes()).hexdigest()
-    if stamp.is_file() and stamp.read_text().strip() == digest:
-        return
-    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
-    run([sys.executable, "-m", "pip", "download", "-q", "--require-hashes", "--no-deps", "-r",
-         LOCK, "-d", WHEELHOUSE], timeout=PIP_S, env=env)
-    stamp.write_text(digest + "\n")
+    with open(WHEELHOUSE / ".fill.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if stamp.is_file() and stamp.read_text().strip() == digest:
+            return
+        run([sys.executable, "-m", "pip", "download", "-q", "--require-hashes", "--no-deps", "-r",
+             LOCK, "-d", WHEELHOUSE], timeout=PIP_S, env=env)
+        stamp.write_text(digest + "\n")
 
 
 @pytest.fixture(scope="module")

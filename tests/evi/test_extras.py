@@ -21,10 +21,10 @@ def test_each_extras_modules_are_what_its_distributions_provide() -> None:
         for d in dists:
             provides.setdefault(str(canonicalize_name(d)), set()).add(module)
     for extra, modules in EXTRAS.items():
-        dists = names(wanted(extra)) - names(wanted())  # the extra's own, not the core's
-        from_dists = {m for d in dists for m in provides.get(d, set())}
+        own = names(wanted(extra)) - names(wanted())  # the extra's own, not the core's
+        from_dists = {m for d in own for m in provides.get(d, set())}
         assert set(modules) <= from_dists, f"{extra}: {set(modules) - from_dists} from elsewhere"
-        for d in dists:  # each distribution of the extra is checked through one of its modules
+        for d in own:  # each distribution of the extra is checked through one of its modules
             assert provides.get(d, set()) & set(modules), f"{extra}: nothing checks {d}"
 
 
@@ -32,9 +32,9 @@ def test_the_commands_of_each_service_need_its_extra() -> None:
     assert set(NEEDS) <= set(SERVICES)
     for command, (module, _, _) in SERVICES.items():
         service = module.split(".")[0]
-        expected = {"processors": ("processor",), "producers": ("producer",)}.get(service, ())
-        if command == "dev":
-            expected = ("processor", "producer")
+        by_service: dict[str, tuple[str, ...]] = {"processors": ("processor",),
+                                                  "producers": ("producer",)}
+        expected = ("processor", "producer") if command == "dev" else by_service.get(service, ())
         assert NEEDS.get(command, ()) == expected, command
 
 
