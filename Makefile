@@ -23,16 +23,20 @@ $(STAMP): requirements/dev.txt pyproject.toml
 # Regenerate the locks from pyproject.toml (+ requirements/tools.in: pip and the build backend)
 # for Python 3.11 on linux x86_64, with the sha256 of every file of each pinned version (so an
 # arm64 image installs from the same lock). Versions already locked stay unless pyproject.toml
-# excludes them; `make lock UPGRADE=1` takes the newest. The runtime lock (the image's) and the
-# quantize lock (the image's INT8 build stage: runtime + NNCF) are resolved with the dev lock's
-# versions preferred: the image runs, and quantises with, what the tests ran.
+# excludes them; `make lock UPGRADE=1` takes the newest. The runtime lock (the full image's:
+# core + processor + producer extras), the gateway lock (a slim gateway image's: the core only)
+# and the quantize lock (the image's INT8 build stage: runtime + NNCF) are resolved with the dev
+# lock's versions preferred: the images run, and quantise with, what the tests ran.
 LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" \
 	pyproject.toml requirements/tools.in
 lock: $(STAMP)
-	$(LOCK) --extra dev --extra quantize $(if $(UPGRADE),--upgrade) -o requirements/dev.txt
+	$(LOCK) --extra processor --extra producer --extra dev --extra quantize \
+	  $(if $(UPGRADE),--upgrade) -o requirements/dev.txt
 	cp requirements/dev.txt requirements/runtime.txt
-	$(LOCK) -o requirements/runtime.txt
+	$(LOCK) --extra processor --extra producer -o requirements/runtime.txt
+	cp requirements/dev.txt requirements/gateway.txt
+	$(LOCK) -o requirements/gateway.txt
 	cp requirements/dev.txt requirements/quantize.txt
 	$(LOCK) --extra quantize -o requirements/quantize.txt
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 
 from evi.errors import ConfigError
-from evi.settings import REPO_ROOT, ServiceSettings, die_on_config_error, load
+from evi.extras import require
+from evi.paths import kafka_script
+from evi.settings import ServiceSettings, die_on_config_error, load
 
-KAFKA_SCRIPT = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
+KAFKA_SCRIPT = kafka_script()  # the checkout's deploy/kafka/ or the installed package's copy
 TOPICS_TIMEOUT_S = 10.0  # `evi kafka topics` gives an absent broker this long
 
 # subcommand -> (module, function, help); each function takes argv and returns an exit code.
@@ -36,7 +39,7 @@ def kafka_main(argv: list[str]) -> int:
     p.add_argument("--kind", action="append", dest="kinds", help="kinds whose topics to create")
     a = p.parse_args(argv)
     if a.action != "topics":
-        return subprocess.call(["bash", str(KAFKA_SCRIPT), a.action])
+        return subprocess.call(["bash", str(KAFKA_SCRIPT), a.action], env=kafka_env())
     from confluent_kafka import KafkaException
 
     from evi.kafka import ensure_topics, explain
@@ -60,10 +63,20 @@ def kafka_main(argv: list[str]) -> int:
     return 0
 
 
+def kafka_env() -> dict[str, str]:
+    """kafka.sh's environment: its cache is evi's (an installed script cannot find `.cache`)."""
+    try:
+        cache = load(ServiceSettings).cache_dir
+    except ConfigError as e:
+        die_on_config_error(e)
+    return {**os.environ, "EVI_CACHE_DIR": str(cache)}
+
+
 def usage(commands: dict[str, tuple[str, str, str]]) -> str:
     width = max(map(len, commands))
     lines = [f"  {name:<{width}}  {h}" for name, (_, _, h) in sorted(commands.items())]
-    return "usage: evi <command> [options]\n\ncommands:\n" + "\n".join(lines)
+    return ("usage: evi <command> [options]\n       evi --version\n\ncommands:\n"
+            + "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,12 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] in ("-h", "--help"):
         print(usage(commands))
         return 0
+    if args and args[0] in ("-V", "--version"):
+        from evi import installed_version
+
+        print(f"evi {installed_version()}")
+        return 0
     if not args:  # asked nothing: the usage, as an error (argparse's habit)
         print(usage(commands), file=sys.stderr)
         return 2
     if args[0] not in commands:
         print(f"evi: unknown command {args[0]!r} (see evi --help)", file=sys.stderr)
         return 2
+    require(args[0])  # its extra (evi[processor], evi[producer]) installed, or one line
     module, func, _ = commands[args[0]]
     entry: Callable[[list[str]], int] = getattr(importlib.import_module(module), func)
     return entry(args[1:])

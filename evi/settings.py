@@ -27,9 +27,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from evi.errors import ConfigError
 from evi.log import librdkafka_logger
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
+from evi.paths import REPO_ROOT as REPO_ROOT  # re-exported: tests and benches import it here
+from evi.paths import default_cache_dir
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
                        r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$")
@@ -135,7 +134,8 @@ class ServiceSettings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    cache_dir: Path = REPO_ROOT / ".cache"
+    # `.cache` in a checkout, the user's cache dir for an installed evi (evi/paths.py).
+    cache_dir: Path = Field(default_factory=default_cache_dir)
 
     def printable(self) -> str:
         """Effective values with secrets masked (SecretStr dumps as '**********')."""

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
-from evi.settings import REPO_ROOT, ServiceSettings
+from evi.paths import web_dir
+from evi.settings import ServiceSettings
 from evi.topics import check_kind
 
 
@@ -16,7 +17,8 @@ class GatewaySettings(ServiceSettings):
     port: int = Field(8000, ge=0, le=65535)
     # Kinds to serve; empty = every kind whose topics exist, found again on each metadata refresh.
     kinds: list[str] = Field(default_factory=list)
-    web_dir: Path = REPO_ROOT / "web"
+    # The dashboard: the checkout's web/ or the installed package's copy (evi/paths.py).
+    web_dir: Path = Field(default_factory=web_dir)
     # Recent frames kept per stream to pair with their results (results trail frames by ~ms).
     frame_cache: int = Field(64, ge=1, le=4096)
     # How long a result waits for its frame before it is sent without a picture.

@@ -4,7 +4,7 @@
 #
 # Jars come from Maven Central via deploy/kafka/pom.xml; everything else
 # (rendered config, data, logs, pid, certificates, passwords) lives under <cache>/kafka/ where
-# <cache> is $EVI_CACHE_DIR or <repo>/.cache.
+# <cache> is $EVI_CACHE_DIR or <repo>/.cache (an installed evi's copy: ~/.cache/evi).
 #
 # Usage: deploy/kafka/kafka.sh {fetch|start|stop|restart|status|reset|certs|acls|cluster|tool|classpath|logs} [args]
 #   fetch            download the jars (no-op if the cache matches pom.xml)
@@ -30,7 +30,7 @@
 #   logs [N]         print the last N (default 50) lines of server.log
 #
 # Environment:
-#   EVI_CACHE_DIR                 cache root (default <repo>/.cache)
+#   EVI_CACHE_DIR                 cache root (default <repo>/.cache, installed: ~/.cache/evi)
 #   EVI_KAFKA_HOST                listen/advertise address (default 127.0.0.1)
 #   EVI_KAFKA_PORT                client port (default 9092)
 #   EVI_KAFKA_CONTROLLER_PORT     KRaft controller port (default 9093)
@@ -50,7 +50,13 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
-CACHE_DIR="${EVI_CACHE_DIR:-$REPO_ROOT/.cache}"
+# A checkout caches in its .cache; the copy an installed evi carries (site-packages/evi/_data/
+# kafka) in the user's cache dir, as evi/paths.py does (`evi kafka` passes EVI_CACHE_DIR).
+if [[ -f "$REPO_ROOT/pyproject.toml" ]]; then
+  CACHE_DIR="${EVI_CACHE_DIR:-$REPO_ROOT/.cache}"
+else
+  CACHE_DIR="${EVI_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/evi}"
+fi
 KAFKA_HOME="$CACHE_DIR/kafka"
 LIBS_DIR="$KAFKA_HOME/libs"
 LOCK_FILE="$KAFKA_HOME/.lock"

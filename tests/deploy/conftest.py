@@ -1,5 +1,6 @@
 """Fixtures for tests/deploy: the rendered overlays and the compose file. All offline: no Docker
-engine, no cluster, no broker."""
+engine, no cluster, no broker; except test_wheel_install.py (the wheel in a fresh venv: the dev
+broker, and pip downloads the first time)."""
 
 from __future__ import annotations
 

@@ -1,34 +1,26 @@
-"""The supply chain: requirements/{runtime,quantize,dev}.txt (`make lock`) pin every package with
-its hashes, agree with pyproject.toml, and are what the Makefile and the image install (runtime;
-quantize in the image's INT8 build stage only). Offline: a lock that pyproject.toml has moved
-past fails here with the fix (`make lock`)."""
+"""The supply chain: requirements/{runtime,gateway,quantize,dev}.txt (`make lock`) pin every
+package with its hashes, agree with pyproject.toml, and are what the Makefile and the images
+install (runtime: the full image, core + processor + producer extras; gateway: a slim gateway
+image, the core only; quantize in the image's INT8 build stage only). Offline: a lock that
+pyproject.toml has moved past fails here with the fix (`make lock`)."""
 
 from __future__ import annotations
 
 import re
-import tomllib
 from importlib.metadata import version as installed_version
-from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.deploy.pyproject import direct, names, pyproject, wanted
 from tests.deploy.support import REPO
 
 LOCKS = REPO / "requirements"
 # at-least-once rests on these libraries' internals (docs/processors.md,
 # tests/processors/test_app_faust.py): exact versions in pyproject.toml, not ranges.
 EXACT = ("faust-streaming", "aiokafka", "confluent-kafka")
-# linux x86_64, CPython 3.11: the environment markers the lock is resolved for.
-MARKER_ENV = {"python_version": "3.11", "python_full_version": "3.11.0", "sys_platform": "linux",
-              "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
-              "implementation_name": "cpython", "platform_python_implementation": "CPython"}
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
-
-
-def pyproject() -> Any:
-    return tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
 def parse_lock(name: str) -> dict[str, tuple[str, set[str]]]:
@@ -60,6 +52,11 @@ def runtime() -> dict[str, tuple[str, set[str]]]:
 
 
 @pytest.fixture(scope="module")
+def gateway() -> dict[str, tuple[str, set[str]]]:
+    return parse_lock("gateway.txt")
+
+
+@pytest.fixture(scope="module")
 def dev() -> dict[str, tuple[str, set[str]]]:
     return parse_lock("dev.txt")
 
@@ -67,11 +64,6 @@ def dev() -> dict[str, tuple[str, set[str]]]:
 @pytest.fixture(scope="module")
 def quantize() -> dict[str, tuple[str, set[str]]]:
     return parse_lock("quantize.txt")
-
-
-def direct(requirements: list[str]) -> list[Requirement]:
-    reqs = [Requirement(r) for r in requirements]
-    return [r for r in reqs if r.marker is None or r.marker.evaluate(MARKER_ENV)]
 
 
 def check_covered(reqs: list[Requirement], lock: dict[str, tuple[str, set[str]]],
@@ -85,26 +77,50 @@ def check_covered(reqs: list[Requirement], lock: dict[str, tuple[str, set[str]]]
             "run `make lock`")
 
 
-def test_the_runtime_lock_covers_the_project(runtime: dict[str, tuple[str, set[str]]]) -> None:
-    check_covered(direct(pyproject()["project"]["dependencies"]), runtime, "runtime.txt")
+# What a slim gateway image must not carry (issue: the gateway image without OpenVINO, faust or
+# scikit-image); none of them is a dependency of the core's packages either.
+NOT_IN_GATEWAY = ("openvino", "faust-streaming", "aiokafka", "scikit-image",
+                  "opencv-python-headless", "simplejpeg", "numpy", "nncf")
+
+
+def test_the_runtime_lock_covers_every_service(runtime: dict[str, tuple[str, set[str]]]) -> None:
+    check_covered(wanted("processor", "producer"), runtime, "runtime.txt")
+    check_covered(wanted("all"), runtime, "runtime.txt")
+    assert "nncf" not in runtime and "pytest" not in runtime
+
+
+def test_the_gateway_lock_is_the_core_only(gateway: dict[str, tuple[str, set[str]]]) -> None:
+    check_covered(wanted(), gateway, "gateway.txt")
+    assert [p for p in NOT_IN_GATEWAY if p in gateway] == []
+    assert {"confluent-kafka", "fastapi", "uvicorn", "platformdirs", "typer"} <= set(gateway)
+
+
+def test_the_extras_split_the_heavy_packages_off_the_core() -> None:
+    assert [p for p in NOT_IN_GATEWAY if p in names(wanted())] == []
+    processor, producer = names(wanted("processor")), names(wanted("producer"))
+    assert {"openvino", "faust-streaming", "aiokafka"} <= processor
+    assert "scikit-image" in producer and "openvino" not in producer
+
+
+def test_the_gateway_image_runs_what_the_full_image_runs(
+    gateway: dict[str, tuple[str, set[str]]], runtime: dict[str, tuple[str, set[str]]],
+) -> None:
+    for package, pinned in gateway.items():
+        assert runtime.get(package) == pinned, f"{package}: gateway and runtime locks differ"
 
 
 def test_the_dev_lock_covers_the_project_its_dev_tools_and_quantizer(
     dev: dict[str, tuple[str, set[str]]],
 ) -> None:
-    project = pyproject()["project"]
-    extras = project["optional-dependencies"]
-    check_covered(direct(project["dependencies"] + extras["dev"] + extras["quantize"]),
-                  dev, "dev.txt")
+    check_covered(wanted(*pyproject()["project"]["optional-dependencies"]), dev, "dev.txt")
     assert "uv" in dev, "`make lock` runs the locked uv"
 
 
-def test_the_quantize_lock_covers_the_project_and_nncf(
+def test_the_quantize_lock_covers_the_services_and_nncf(
     quantize: dict[str, tuple[str, set[str]]],
 ) -> None:
-    project = pyproject()["project"]
-    check_covered(direct(project["dependencies"] + project["optional-dependencies"]["quantize"]),
-                  quantize, "quantize.txt")
+    check_covered(wanted("quantize"), quantize, "quantize.txt")
+    check_covered(wanted("processor", "producer"), quantize, "quantize.txt")
 
 
 def test_the_image_runs_what_the_tests_ran(runtime: dict[str, tuple[str, set[str]]],
@@ -131,20 +147,19 @@ def test_the_image_quantises_with_what_the_tests_ran(
 
 def test_the_installer_and_build_backend_are_locked(
     runtime: dict[str, tuple[str, set[str]]], quantize: dict[str, tuple[str, set[str]]],
-    dev: dict[str, tuple[str, set[str]]],
+    dev: dict[str, tuple[str, set[str]]], gateway: dict[str, tuple[str, set[str]]],
 ) -> None:
     tools = [line.strip() for line in (LOCKS / "tools.in").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     backend = pyproject()["build-system"]["requires"]
     assert {str(canonicalize_name(Requirement(r).name)) for r in backend} <= {
         str(canonicalize_name(Requirement(t).name)) for t in tools}
-    for lock in (runtime, quantize, dev):
+    for lock in (runtime, gateway, quantize, dev):
         check_covered(direct([*tools, *backend]), lock, "the locks")
 
 
 def test_kafka_libraries_are_exact_and_installed(dev: dict[str, tuple[str, set[str]]]) -> None:
-    pins = {str(canonicalize_name(r.name)): r for r in direct(pyproject()["project"][
-        "dependencies"])}
+    pins = {str(canonicalize_name(r.name)): r for r in wanted("processor")}
     for package in EXACT:
         spec = list(pins[package].specifier)
         assert len(spec) == 1 and spec[0].operator == "==", f"pyproject.toml: {pins[package]}"
@@ -165,6 +180,6 @@ def test_make_and_ci_install_the_lock() -> None:
     lock = re.search(r"^lock: .*$", makefile, re.M)
     assert lock, "no `lock` target"
     lock_recipe = makefile[lock.end():].split("\n\n")[0]
-    for name in ("runtime.txt", "quantize.txt", "dev.txt"):
+    for name in ("runtime.txt", "gateway.txt", "quantize.txt", "dev.txt"):
         assert f"-o requirements/{name}" in lock_recipe, f"`make lock` does not write {name}"
         assert "make lock" in (LOCKS / name).read_text().split("\n", 3)[1], name
