@@ -70,7 +70,7 @@ def github_anchors(markdown: str) -> set[str]:
 def test_every_needed_alert_is_there_once_and_complete() -> None:
     names = [r["alert"] for r in alerts()]
     assert len(names) == len(set(names))
-    assert REQUIRED <= set(names), sorted(REQUIRED - set(names))
+    assert set(names) >= REQUIRED, sorted(REQUIRED - set(names))
     for r in alerts():
         assert set(r) == {"alert", "expr", "for", "labels", "annotations"}, r["alert"]
         assert DURATION.match(r["for"]), r["alert"]
