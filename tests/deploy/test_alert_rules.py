@@ -124,7 +124,8 @@ def test_compose_and_the_operator_run_the_same_rules(rendered: dict[str, list[Ob
 def rulecheck(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/deploy/rulecheck built: Prometheus' rulefmt, what `promtool check rules` runs
     (promtool itself would build all of Prometheus; ~2 min cold, seconds once cached)."""
-    go = shutil.which("go")
+    go = shutil.which("go") or next(
+        (str(p) for p in (Path("/usr/local/go/bin/go"),) if p.is_file()), None)
     if go is None:
         pytest.fail("no `go` on PATH: the alert rules are checked by Prometheus' own parser, "
                     "built from tests/deploy/rulecheck (Go 1.24+)")
