@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from gateway import api, session, ws
+from gateway import api, apidocs, session, ws
 from gateway.auth import Auth, is_loopback
 from gateway.fanout import Fanout
 from gateway.limits import ConnectionLimits
@@ -41,7 +41,7 @@ def create_app(s: GatewaySettings) -> FastAPI:
         finally:
             await fanout.stop()
 
-    # The docs are served by gateway/session.py, behind the token.
+    # The docs are served by gateway/apidocs.py, behind the token, with no CDN.
     # 400 may come from before any route: a Host a loopback-only gateway does not answer to
     # (TrustedHostMiddleware) or a request the HTTP parser refuses; every operation says so.
     app = FastAPI(title="evi gateway", version="0.1.0", description=DESCRIPTION,
@@ -61,7 +61,7 @@ def create_app(s: GatewaySettings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(api.api)
     app.include_router(session.router)
-    app.include_router(session.docs)
+    app.include_router(apidocs.docs)
     app.include_router(ws.router)
     if s.web_dir.is_dir():
         app.mount("/", StaticFiles(directory=s.web_dir, html=True), name="web")

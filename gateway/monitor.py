@@ -249,7 +249,8 @@ class Monitor:
             partitions=lag.partitions if lag else self.partitions.get(frames, 0),
             group=self.topics.group(kind), groups=lag.groups if lag else [],
             lag=lag.lag if lag else None, workers=lag.workers if lag else None,
-            desired=lag.desired if lag else None, fps_in=st.fps_in, fps_out=st.fps_out,
+            desired=lag.desired if lag else None, lag_threshold=self.s.lag_threshold,
+            max_replicas=self.s.max_replicas, fps_in=st.fps_in, fps_out=st.fps_out,
             sampled_ms=st.sampled_ms, stale=st.stale,
             history=[h for h in st.history if h.t_ms >= since_ms],
         )

@@ -89,6 +89,9 @@ class KindView(BaseModel):
     workers: int | None = Field(description="members of the kind's consumer groups")
     desired: int | None = Field(None, description="replicas KEDA's Kafka scaler would ask for "
                                 "(lag_threshold per worker) for the kind's own group")
+    lag_threshold: int = Field(description="the lag per worker KEDA's Kafka trigger aims at "
+                               "(its lagThreshold; the gateway's lag_threshold)")
+    max_replicas: int = Field(description="the ceiling of `desired` (KEDA's maxReplicaCount)")
     fps_in: float = Field(description="frames per second into the kind's topic")
     fps_out: float = Field(description="results per second per model (mean over the models)")
     sampled_ms: int

@@ -1,22 +1,19 @@
 """The dashboard's session: the token (once, from the link `make dev` prints) for an HttpOnly,
 SameSite=Strict cookie, so the page never keeps the token and websockets need none in their URL.
-And the API docs (/docs, /redoc, /openapi.json), behind the same auth as /api."""
+The API docs are gateway/apidocs.py."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
 
 from gateway.auth import COOKIE, Auth, served_over_https
-from gateway.deps import UNAUTHORIZED, auth, bearer, require_auth, session
+from gateway.deps import UNAUTHORIZED, auth, bearer, session
 from gateway.schemas import Session
 
 router = APIRouter(prefix="/api", tags=["session"],
                    dependencies=[Depends(bearer), Depends(session)])
-docs = APIRouter(dependencies=[Depends(require_auth)], include_in_schema=False)
 AuthDep = Annotated[Auth, Depends(auth)]
 FORBIDDEN = "this page's origin may not use the gateway (allowed_origins)"
 Responses = dict[int | str, dict[str, Any]]
@@ -57,18 +54,3 @@ async def close_session(request: Request, a: AuthDep) -> Response:
     response.delete_cookie(COOKIE, path="/", secure=_https(request), httponly=True,
                            samesite="strict")
     return response
-
-
-@docs.get("/openapi.json")
-async def openapi(request: Request) -> JSONResponse:
-    return JSONResponse(request.app.openapi())
-
-
-@docs.get("/docs")
-async def swagger() -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="evi gateway — API")
-
-
-@docs.get("/redoc")
-async def redoc() -> HTMLResponse:
-    return get_redoc_html(openapi_url="/openapi.json", title="evi gateway — API")

@@ -8,7 +8,8 @@ kustomization that grows a feature it does not model fails loudly instead of ren
   directory is rendered on its own first, as kustomize does.
 - `namespace`: set on every namespaced object (Namespace objects must already carry that name,
   so kustomize's treatment of them cannot differ).
-- `patches`: a strategic-merge patch (one document; target from its kind/name, or `target`), or
+- `patches`: a strategic-merge patch (one document; target from its kind/name, or `target`;
+  a null value deletes the field and `$patch: delete` the whole object, as in kustomize), or
   an RFC 6902 list of `add`/`replace`/`remove` operations with a `target`. Strategic merge on
   lists is modelled only for the built-in list fields with a merge key below; any other list in
   an SMP patch is refused (kustomize's merge keys for CRD lists are inferred: use RFC 6902).
@@ -109,18 +110,27 @@ def apply_patch(objs: list[Obj], directory: Path, patch: Obj) -> None:
         targets = [o for o in objs if matches(o, target)]
     if not targets:
         raise KustomizeError(f"{patch['path']}: no object matches its target")
+    if isinstance(body, dict) and body.get("$patch") == "delete":
+        objs[:] = [o for o in objs if all(o is not t for t in targets)]
+        return
     for o in targets:
         if isinstance(body, list):
             json6902(o, body, patch["path"])
         else:
             builtin = o["apiVersion"] in BUILTIN_GROUPS
-            smp(o, {k: v for k, v in body.items() if k not in ("apiVersion", "kind")}, builtin)
+            change = {k: v for k, v in body.items() if k not in ("apiVersion", "kind")}
+            if "target" in patch and "name" in change.get("metadata", {}):
+                # kustomize gives the patch each target's name before merging it.
+                change["metadata"] = {**change["metadata"], "name": o["metadata"]["name"]}
+            smp(o, change, builtin)
 
 
 def smp(base: Obj, patch: Obj, builtin: bool, field: str = "") -> None:
     """Strategic merge: maps merge, scalars replace, keyed lists merge item by item."""
     for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
+        if value is None:  # SMP's way to delete a field
+            base.pop(key, None)
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
             smp(base[key], value, builtin, key)
         elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
             if not builtin or key not in MERGE_KEYS:

@@ -247,8 +247,9 @@ def test_prod_includes_the_monitors_with_the_release_label(
     rendered: dict[str, list[Obj]],
 ) -> None:
     monitors = {(m["kind"], m["metadata"]["name"]) for m in build(K8S / "monitoring")}
-    assert {kind for kind, _ in monitors} == {"ServiceMonitor", "PodMonitor"}
-    prod = [o for o in rendered["prod"] if o["kind"] in ("ServiceMonitor", "PodMonitor")]
+    kinds = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+    assert {kind for kind, _ in monitors} == kinds
+    prod = [o for o in rendered["prod"] if o["kind"] in kinds]
     assert {(m["kind"], m["metadata"]["name"]) for m in prod} == monitors
     for m in prod:
         assert m["metadata"]["labels"]["release"] == RELEASE, m["metadata"]["name"]

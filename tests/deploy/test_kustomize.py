@@ -94,3 +94,25 @@ def test_refuses_what_it_does_not_model(tmp_path: Path) -> None:
 ])
 def test_split_image(image: str, parts: tuple[str, str, str]) -> None:
     assert split_image(image) == parts
+
+
+def test_null_deletes_a_field_and_patch_delete_drops_the_object(tmp_path: Path) -> None:
+    other = {**DEPLOYMENT, "metadata": {"name": "v"}}
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "spec": {}}
+    # One patch for every Deployment: kustomize gives it each target's name.
+    env = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "any"},
+           "spec": {"template": {"spec": {"containers": [
+               {"name": "a", "env": [{"name": "X", "value": None,
+                                      "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}]}
+           ]}}}}
+    drop = {"$patch": "delete", "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}}
+    write(tmp_path, {"kustomization.yaml": {
+        "resources": ["w.yaml", "v.yaml", "j.yaml"],
+        "patches": [{"path": "env.yaml", "target": {"kind": "Deployment"}}, {"path": "drop.yaml"}]},
+        "w.yaml": DEPLOYMENT, "v.yaml": other, "j.yaml": job, "env.yaml": env, "drop.yaml": drop})
+    objs = build(tmp_path)
+    assert [(o["kind"], o["metadata"]["name"]) for o in objs] == [
+        ("Deployment", "w"), ("Deployment", "v")]
+    for o in objs:
+        assert o["spec"]["template"]["spec"]["containers"][0]["env"] == [
+            {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}]

@@ -79,7 +79,7 @@ def test_alert_rules_name_real_metrics() -> None:
 
 
 def test_scrape_objects_select_real_pods_and_ports(rendered: dict[str, list[Obj]]) -> None:
-    monitors = build(K8S / "monitoring")
+    monitors = [m for m in build(K8S / "monitoring") if m["kind"] != "PrometheusRule"]
     objs = rendered["prod"]
     pods = [d for d in objs if d["kind"] == "Deployment"]
     for m in monitors:

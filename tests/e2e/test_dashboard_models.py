@@ -45,6 +45,8 @@ ANSWERS = {
     ("person", PERSON): [Detection("person", 0.81, 0.22, 0.08, 0.78, 0.95, KEYPOINTS)],
 }
 FPS = 4
+# The gateway's copy of KEDA's lagThreshold and maxReplicaCount, off their defaults (700, 12).
+SCALER = {"EVI_LAG_THRESHOLD": "250", "EVI_MAX_REPLICAS": "7"}
 MAX_FRAMES = 600  # the feeder's bound (150 s at 4 fps): the test needs ~20 s
 
 # Pixels of the canvas within 40 of a colour on every channel (the frame itself is grey).
@@ -139,7 +141,7 @@ def test_one_tile_shows_two_kinds_and_the_legend_toggles_each_model(
 ) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     ensure_topics(kafka, topics.specs(["face", "person"]))
-    with (gateway(kafka, topics, "e2e-models-gateway") as gw, feeding(kafka, topics),
+    with (gateway(kafka, topics, "e2e-models-gateway", env=SCALER) as gw, feeding(kafka, topics),
           chromium_page() as page):
         page.goto(gw.dashboard())
         # One tile, three models of two kinds on the same frame, keypoints drawn.
@@ -198,4 +200,17 @@ def test_one_tile_shows_two_kinds_and_the_legend_toggles_each_model(
             return g('face') === ':1,blazeface-short-int8:1' && g('person') === ':1'; }""",
                 "scaling panel: face default + INT8 groups and the person group, one worker each",
                 30)
+        # Beside the lag: KEDA's lagThreshold and maxReplicaCount as the gateway has them, and
+        # the desired replicas of its formula within them.
+        face = page.locator('.kind[data-kind="face"]')
+        assert (face.get_attribute("data-threshold"), face.get_attribute("data-max-replicas")) == (
+            SCALER["EVI_LAG_THRESHOLD"], SCALER["EVI_MAX_REPLICAS"])
+        assert face.locator(".scaler").inner_text().startswith("threshold 250 frames/worker")
+        desired = int(face.get_attribute("data-desired") or "0")
+        assert 1 <= desired <= 7
+        assert face.locator(".scaler").inner_text().endswith(f"desired {desired} of max 7")
+        assert "threshold × workers" in face.locator(".legend").first.inner_text()
+        kinds = gw.get("/api/kinds")
+        assert {(k["kind"], k["lag_threshold"], k["max_replicas"]) for k in kinds} == {
+            ("face", 250, 7), ("person", 250, 7)}
         page.screenshot(path=str(ARTIFACTS / "dashboard-models-scaling.png"))

@@ -1,6 +1,8 @@
 // The scaling panel: per kind, consumer lag over the last minutes, active workers (members of
 // the kind's consumer groups) against the replicas KEDA's formula asks for from the same lag
-// (the gateway's `desired`: it moves first, the workers follow after the scaler's windows), and
+// (the gateway's `desired`: it moves first, the workers follow after the scaler's windows), the
+// lag KEDA tolerates with the workers there are (lagThreshold × workers: above it, desired
+// exceeds workers) drawn dashed next to the lag, and
 // input vs inferred frames per second; below, every consumer group of the kind (one per model
 // served: FP32 and INT8 side by side) with its workers and lag.
 import { sparkline } from "./sparkline.js";
@@ -8,6 +10,7 @@ import { sparkline } from "./sparkline.js";
 const LAG = "#ffb300";
 const WORKERS = "#40c4ff";
 const DESIRED = "#ff6e9c";
+const THRESHOLD = "#e0e0e0";
 const FPS_IN = "#8a93a6";
 const FPS_OUT = "#00e05a";
 
@@ -18,7 +21,9 @@ function card(kind) {
   c.innerHTML = `
     <header><h3></h3><span class="workers" title="members of the consumer group(s)"></span></header>
     <div class="kv"><span class="lag-now"></span><span class="parts"></span></div>
+    <div class="kv"><span class="scaler" title="KEDA's Kafka trigger: lagThreshold per worker, maxReplicaCount"></span></div>
     <div class="chart"><span class="legend"><i style="--c:${LAG}"></i>lag (frames)
+      <i class="dashed" style="--c:${THRESHOLD}"></i>threshold × workers
       <i style="--c:${WORKERS}"></i>workers
       <i style="--c:${DESIRED}"></i>desired (KEDA)</span>
       <canvas class="c-lag"></canvas><canvas class="c-workers"></canvas></div>
@@ -61,15 +66,22 @@ export class ScalingPanel {
     c.dataset.workers = String(k.workers ?? "");
     c.dataset.lag = String(k.lag ?? "");
     c.dataset.desired = String(k.desired ?? "");
+    c.dataset.threshold = String(k.lag_threshold);
+    c.dataset.maxReplicas = String(k.max_replicas);
     c.querySelector(".lag-now").textContent =
-      (k.lag == null ? "lag unknown" : `lag ${k.lag.toLocaleString()} frames`) +
-      (k.desired == null ? "" : ` · desired ${k.desired}`);
+      k.lag == null ? "lag unknown" : `lag ${k.lag.toLocaleString()} frames`;
+    c.querySelector(".scaler").textContent =
+      `threshold ${k.lag_threshold.toLocaleString()} frames/worker · ` +
+      `desired ${k.desired ?? "?"} of max ${k.max_replicas}`;
     c.querySelector(".parts").textContent =
       `${k.partitions} partitions · ${k.fps_in.toFixed(1)} → ${k.fps_out.toFixed(1)} fps`;
     c.classList.toggle("stale", k.stale);
     const h = k.history;
-    sparkline(c.querySelector(".c-lag"), [{ values: h.map((p) => p.lag), colour: LAG, fill: true }],
-      { minMax: 10 });
+    sparkline(c.querySelector(".c-lag"), [
+      { values: h.map((p) => p.lag), colour: LAG, fill: true },
+      { values: h.map((p) => (p.workers == null ? null : p.workers * k.lag_threshold)),
+        colour: THRESHOLD, step: true, dash: true },
+    ], { minMax: 10 });
     sparkline(c.querySelector(".c-workers"), [
       { values: h.map((p) => p.desired ?? null), colour: DESIRED, step: true },
       { values: h.map((p) => p.workers), colour: WORKERS, step: true },

@@ -1,5 +1,5 @@
 // Hand-drawn canvas sparklines: a few series sharing one y scale from 0.
-// series: [{values: [number|null], colour, fill?: bool, step?: bool}]
+// series: [{values: [number|null], colour, fill?: bool, step?: bool, dash?: bool}]
 export function sparkline(canvas, series, { max = null, minMax = 1 } = {}) {
   const dpr = window.devicePixelRatio || 1;
   const cssW = canvas.clientWidth || 240;
@@ -38,7 +38,9 @@ export function sparkline(canvas, series, { max = null, minMax = 1 } = {}) {
     ctx.strokeStyle = s.colour;
     ctx.lineWidth = 1.6;
     ctx.lineJoin = "round";
+    ctx.setLineDash(s.dash ? [4, 3] : []);
     ctx.stroke();
+    ctx.setLineDash([]);
     if (s.fill) {
       ctx.lineTo(pts[pts.length - 1][0], cssH);
       ctx.lineTo(pts[0][0], cssH);
