@@ -16,9 +16,9 @@ from typing import Annotated, Any
 import typer
 from typer._click.core import Command, Context  # Typer 0.29 vendors its own Click
 from typer._click.exceptions import ClickException, UsageError
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
-from evi.command import command, invoke, printed_settings
+from evi.command import command, invoke, printed_settings, typer_app
 from evi.errors import ConfigError
 from evi.settings import REPO_ROOT, ServiceSettings, die_on_config_error, load
 
@@ -49,7 +49,7 @@ class LazyGroup(TyperGroup):
 
     def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         entry = SERVICES.get(cmd_name)
-        return Command(cmd_name, help=entry[2]) if entry else None
+        return TyperCommand(name=cmd_name, help=entry[2]) if entry else None
 
     def resolve_command(
         self, ctx: Context, args: list[str]
@@ -81,27 +81,23 @@ def show_version(value: bool) -> None:
 
 
 app = typer.Typer(
-    name="evi", cls=LazyGroup, add_completion=True, rich_markup_mode=None,
+    name="evi", cls=LazyGroup, add_completion=True, rich_markup_mode=None, no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Elastic video inference on Kafka. `evi COMMAND --help` for a command's flags.",
 )
 
 
-@app.callback(invoke_without_command=True)
+@app.callback()
 def root(
-    ctx: typer.Context,
     _version: Annotated[bool, typer.Option(
         "--version", callback=show_version, is_eager=True, help="print evi's version and exit",
     )] = False,
 ) -> None:
-    if ctx.invoked_subcommand is None and not ctx.resilient_parsing:
-        # Asked nothing: the help, as an error (argparse's habit).
-        print(ctx.get_help(), file=sys.stderr)
-        raise typer.Exit(2)
+    """Asked nothing (bare `evi`): the help on stderr and exit 2, as argparse did."""
 
 
-kafka_cli = typer.Typer(name="kafka", help="the local single-node broker (deploy/kafka/kafka.sh)",
-                        rich_markup_mode=None)
+kafka_cli = typer_app(help="the local single-node broker (deploy/kafka/kafka.sh)",
+                      no_args_is_help=True)
 
 
 def _script(action: str) -> int:

@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal
 
 import typer
 from typer._click.core import Command, Parameter  # Typer 0.29 vendors its own Click
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup as Group
 from typer.core import TyperOption
-from typer._click.exceptions import ClickException, UsageError
 
 from evi.settings import CommonFlags, ServiceSettings, common_flags, given_flags
 
@@ -36,7 +36,8 @@ def _common(
         "--topic-prefix", rich_help_panel=COMMON_PANEL,
         help="topic name prefix (over EVI_TOPICS__PREFIX; default evi)")] = None,
     log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None, typer.Option(
-        "--log-level", case_sensitive=False, rich_help_panel=COMMON_PANEL, help="log level (over EVI_LOG_LEVEL; default INFO)")] = None,
+        "--log-level", case_sensitive=False, rich_help_panel=COMMON_PANEL,
+        help="log level (over EVI_LOG_LEVEL; default INFO)")] = None,
     print_settings: Annotated[bool, typer.Option(
         "--print-settings", rich_help_panel=COMMON_PANEL,
         help="print the command's effective settings as JSON (secrets masked) and exit")] = False,
@@ -92,6 +93,8 @@ def add_common(cmd: Command) -> Command:
 def _argparse_metavars(cmd: Command) -> None:
     """`--port PORT` and `--policy {process-all,drop-stale}` as before, not Typer's `<int>`."""
     for p in cmd.params:
+        if isinstance(p, TyperOption):
+            p.show_default = False  # each help line says its default, as before
         if isinstance(p, TyperOption) and not p.is_flag and p.metavar is None:
             choices = getattr(getattr(p, "type_descriptor", None), "choices", None)
             p.metavar = ("{" + ",".join(map(str, choices)) + "}" if choices
@@ -103,10 +106,10 @@ def command(app: typer.Typer) -> Command:
     return add_common(typer.main.get_command(app))
 
 
-def usage_line(e: UsageError) -> str:
+def usage_line(e: UsageError, prog: str) -> str:
     """Click's usage error as one line: 'evi process: No such option: --x (see evi process
     --help)'."""
-    path = e.ctx.command_path if e.ctx is not None else "evi"
+    path = e.ctx.command_path if e.ctx is not None else prog
     return f"{path}: {e.format_message().strip()} (see {path} --help)"
 
 
@@ -116,8 +119,11 @@ def invoke(cmd: Command, argv: Sequence[str] | None, prog: str) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         rv = cmd.main(args=args, prog_name=prog, standalone_mode=False)
+    except NoArgsIsHelpError as e:  # a bare group (`evi`, `evi models`): its help, as an error
+        print(e.format_message(), file=sys.stderr)
+        return e.exit_code
     except UsageError as e:
-        print(usage_line(e), file=sys.stderr)
+        print(usage_line(e, prog), file=sys.stderr)
         return e.exit_code
     except ClickException as e:
         print(f"{prog}: {e.format_message()}", file=sys.stderr)

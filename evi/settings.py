@@ -160,11 +160,11 @@ class CommonFlags:
 
 # Set by the command layer around one command's run: a context variable, not os.environ, so a
 # command run in a test's thread leaves other threads' settings alone.
-_COMMON: ContextVar[CommonFlags] = ContextVar("evi_common_flags", default=CommonFlags())
+_COMMON: ContextVar[CommonFlags | None] = ContextVar("evi_common_flags", default=None)
 
 
 def common_flags() -> CommonFlags:
-    return _COMMON.get()
+    return _COMMON.get() or CommonFlags()
 
 
 @contextmanager
@@ -185,7 +185,7 @@ class CommonFlagsSource(PydanticBaseSettingsSource):
         return None, field_name, False  # unused: __call__ gives the whole mapping
 
     def __call__(self) -> dict[str, Any]:
-        return _COMMON.get().overrides()
+        return common_flags().overrides()
 
 
 class ServiceSettings(BaseSettings):

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from evi.command import help_text, printed_settings, run, typer_app
-
 from evi.errors import ConfigError
 from evi.log import setup as setup_logging
 from evi.log import tame_librdkafka
@@ -32,12 +31,15 @@ Repeated = list[str] | None
 
 @cli.command(help=help_text(__doc__ or ""))
 def gateway(
-    host: Annotated[str | None, typer.Option(help="address to listen on (default 127.0.0.1)")] = None,
-    port: Annotated[int | None, typer.Option(help="port of the dashboard and API (default 8000)")] = None,
+    host: Annotated[str | None, typer.Option(
+        help="address to listen on (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(
+        help="port of the dashboard and API (default 8000)")] = None,
     metrics_port: Annotated[int | None, typer.Option(
         help="Prometheus /metrics (default 9103; 0 = off)")] = None,
     kinds: Annotated[Repeated, typer.Option(
-        "--kind", help="kinds to serve (repeatable; default: every kind whose topics exist)")] = None,
+        "--kind", help="kinds to serve (repeatable; default: every kind whose topics exist)",
+    )] = None,
     no_auth: Annotated[bool, typer.Option(
         "--no-auth", help="run open, without a token (a warning unless on loopback); the token "
                           "comes from EVI_AUTH_TOKEN, never a flag")] = False,
