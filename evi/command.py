@@ -23,23 +23,22 @@ from typer.core import TyperOption
 
 from evi.settings import CommonFlags, ServiceSettings, common_flags, given_flags
 
-COMMON_PANEL = "Common options"
 COMMON_NAMES = ("bootstrap_servers", "topic_prefix", "log_level", "print_settings")
 _MARK = "_evi_common_flags"
 
 
 def _common(
     bootstrap_servers: Annotated[str | None, typer.Option(
-        "--bootstrap-servers", metavar="HOST:PORT[,...]", rich_help_panel=COMMON_PANEL,
+        "--bootstrap-servers", metavar="HOST:PORT[,...]",
         help="Kafka bootstrap servers (over EVI_KAFKA__BOOTSTRAP_SERVERS)")] = None,
     topic_prefix: Annotated[str | None, typer.Option(
-        "--topic-prefix", rich_help_panel=COMMON_PANEL,
+        "--topic-prefix",
         help="topic name prefix (over EVI_TOPICS__PREFIX; default evi)")] = None,
     log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None, typer.Option(
-        "--log-level", case_sensitive=False, rich_help_panel=COMMON_PANEL,
+        "--log-level", case_sensitive=False,
         help="log level (over EVI_LOG_LEVEL; default INFO)")] = None,
     print_settings: Annotated[bool, typer.Option(
-        "--print-settings", rich_help_panel=COMMON_PANEL,
+        "--print-settings",
         help="print the command's effective settings as JSON (secrets masked) and exit")] = False,
 ) -> None:
     """Only its signature is used: Typer turns it into the common options."""
@@ -110,7 +109,8 @@ def usage_line(e: UsageError, prog: str) -> str:
     """Click's usage error as one line: 'evi process: No such option: --x (see evi process
     --help)'."""
     path = e.ctx.command_path if e.ctx is not None else prog
-    return f"{path}: {e.format_message().strip()} (see {path} --help)"
+    message = e.format_message().strip().replace("Value error, ", "").rstrip(".")
+    return f"{path}: {message} (see {path} --help)"
 
 
 def invoke(cmd: Command, argv: Sequence[str] | None, prog: str) -> int:

@@ -234,7 +234,6 @@ def int8_twins(py: list[str], kinds: list[str]) -> list[tuple[str, str]]:
 
 
 cli = typer_app()
-AUTOSCALE = "Autoscale (a KEDA stand-in; docs/scaling.md)"
 
 
 @cli.command(help=(__doc__ or "").split("\n")[0])
@@ -257,24 +256,25 @@ def dev(
     )] = False,
     pace: Annotated[float, typer.Option(help="--demo: play the schedule faster")] = 1.0,
     autoscale: Annotated[bool, typer.Option(
-        "--autoscale", help="start/stop processors on lag", rich_help_panel=AUTOSCALE)] = False,
-    min_replicas: Annotated[int, typer.Option(rich_help_panel=AUTOSCALE)] = 1,
+        "--autoscale", help="start/stop processors on lag (a KEDA stand-in; docs/scaling.md); "
+                            "the flags below tune it")] = False,
+    min_replicas: Annotated[int, typer.Option(help="default 1")] = 1,
     max_replicas: Annotated[int | None, typer.Option(
-        help="default: min(partitions, CPU cores)", rich_help_panel=AUTOSCALE)] = None,
+        help="default: min(partitions, CPU cores)")] = None,
     lag_threshold: Annotated[int, typer.Option(
-        help="frames of lag per worker (default 200)", rich_help_panel=AUTOSCALE)] = 200,
-    activation_lag_threshold: Annotated[int, typer.Option(rich_help_panel=AUTOSCALE)] = 0,
+        help="frames of lag per worker (default 200)")] = 200,
+    activation_lag_threshold: Annotated[int, typer.Option(help="default 0")] = 0,
     polling_interval: Annotated[float, typer.Option(
-        help="seconds (default 5)", rich_help_panel=AUTOSCALE)] = 5.0,
+        help="seconds (default 5)")] = 5.0,
     scale_up_window: Annotated[float, typer.Option(
-        help="seconds (default 10)", rich_help_panel=AUTOSCALE)] = 10.0,
+        help="seconds (default 10)")] = 10.0,
     scale_down_window: Annotated[float, typer.Option(
-        help="seconds (default 60)", rich_help_panel=AUTOSCALE)] = 60.0,
+        help="seconds (default 60)")] = 60.0,
     cooldown: Annotated[float, typer.Option(
-        help="seconds before 1 -> 0 (default 60)", rich_help_panel=AUTOSCALE)] = 60.0,
+        help="seconds before 1 -> 0 (default 60)")] = 60.0,
     pin_cores: Annotated[bool, typer.Option(
-        "--pin-cores", help="one core per worker (--cpu, --threads 1), as a pod's CPU limit would",
-        rich_help_panel=AUTOSCALE)] = False,
+        "--pin-cores",
+        help="one core per worker (--cpu, --threads 1), as a pod's CPU limit would")] = False,
 ) -> int:
     return develop(argparse.Namespace(**locals()))
 

@@ -141,7 +141,10 @@ def test_a_bad_common_flag_value_is_one_line_and_exit_2(
     (["foo"], "evi: unknown command 'foo' (see evi --help)"),
     (["--bogus"], "evi: No such option: --bogus (see evi --help)"),
     (["process", "--bogus"], "evi process: No such option: --bogus (see evi process --help)"),
-    (["models", "bar"], "evi models: No such command 'bar'. (see evi models --help)"),
+    (["models", "bar"], "evi models: No such command 'bar' (see evi models --help)"),
+    (["process", "--policy", "nope"], "evi process: Invalid value for '--policy': 'nope' is "
+                                      "not one of 'process-all', 'drop-stale' (see evi process "
+                                      "--help)"),
     (["replay"], "evi replay: give a clip file or --from-topic (one of them) "
                  "(see evi replay --help)"),
 ])
