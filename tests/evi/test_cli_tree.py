@@ -191,3 +191,19 @@ def test_completion_offers_commands_and_a_commands_flags() -> None:
 
     assert {"produce", "process"} <= set(complete("evi pro"))
     assert "--topic-prefix" in complete("evi process --topic")
+
+
+def test_evi_dev_hands_the_common_flags_to_its_children_as_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from evi.dev import hand_down_common_flags
+    from evi.settings import CommonFlags, given_flags
+
+    for name in ("EVI_KAFKA__BOOTSTRAP_SERVERS", "EVI_TOPICS__PREFIX"):
+        monkeypatch.delenv(name, raising=False)  # so that monkeypatch removes what it sets
+    monkeypatch.setenv("EVI_LOG_LEVEL", "ERROR")  # not given as a flag: stays as it was
+    with given_flags(CommonFlags(bootstrap_servers="k:9092", topic_prefix="kids")):
+        hand_down_common_flags()
+    assert os.environ["EVI_KAFKA__BOOTSTRAP_SERVERS"] == "k:9092"
+    assert os.environ["EVI_TOPICS__PREFIX"] == "kids"
+    assert os.environ["EVI_LOG_LEVEL"] == "ERROR"
