@@ -27,15 +27,26 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
+import typer
 from confluent_kafka import KafkaException
 
 from evi.cli import KAFKA_SCRIPT
+from evi.command import parse, printed_settings, typer_app
+from evi.command import run as run_command
 from evi.demo import demo_schedule
 from evi.errors import ConfigError
 from evi.kafka import partitions_of
 from evi.scaleplan import LagReader, Plan, ScalerConfig, Stabilizer, read_plan
-from evi.settings import REPO_ROOT, KafkaSettings, ServiceSettings, die_on_config_error, load
+from evi.settings import (
+    REPO_ROOT,
+    KafkaSettings,
+    ServiceSettings,
+    common_flags,
+    die_on_config_error,
+    load,
+)
 from evi.supervise import GaveUp, RestartPolicy, StatusReport, Supervisor
 from evi.topics import Topics
 
@@ -203,34 +214,68 @@ def int8_twins(py: list[str], kinds: list[str]) -> list[tuple[str, str]]:
     return twins
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="evi dev", description=__doc__.split("\n")[0])
-    p.add_argument("--kind", action="append", dest="kinds", help="kinds to run (default face)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("EVI_PORT", "8000")))
-    p.add_argument("--fps", type=float, default=15.0, help="sample stream frame rate")
-    p.add_argument("--streams", type=int, default=1,
-                   help="number of sample streams, all in one producer process (not with --demo)")
-    p.add_argument("--int8", action="store_true",
-                   help="also serve each kind's INT8 twin of its default model, in its own group")
-    p.add_argument("--policy", choices=["drop-stale", "process-all"],
-                   default=os.environ.get("EVI_POLICY") or "drop-stale",
-                   help="processors' real-time policy (default drop-stale: the samples are live)")
-    p.add_argument("--demo", action="store_true",
-                   help="vary the load on evi/demo.py's schedule (with --autoscale: 1 -> 2 -> 1)")
-    p.add_argument("--pace", type=float, default=1.0, help="--demo: play the schedule faster")
-    a = p.add_argument_group("autoscale (a KEDA stand-in; docs/scaling.md)")
-    a.add_argument("--autoscale", action="store_true", help="start/stop processors on lag")
-    a.add_argument("--min-replicas", type=int, default=1)
-    a.add_argument("--max-replicas", type=int, help="default: min(partitions, CPU cores)")
-    a.add_argument("--lag-threshold", type=int, default=200, help="frames of lag per worker")
-    a.add_argument("--activation-lag-threshold", type=int, default=0)
-    a.add_argument("--polling-interval", type=float, default=5.0, help="seconds")
-    a.add_argument("--scale-up-window", type=float, default=10.0, help="seconds")
-    a.add_argument("--scale-down-window", type=float, default=60.0, help="seconds")
-    a.add_argument("--cooldown", type=float, default=60.0, help="seconds before 1 -> 0")
-    a.add_argument("--pin-cores", action="store_true",
-                   help="one core per worker (--cpu, --threads 1), as a pod's CPU limit would")
-    return p.parse_args(argv)
+cli = typer_app()
+
+
+@cli.command(help=(__doc__ or "").split("\n")[0])
+def dev(
+    kinds: Annotated[list[str] | None, typer.Option(
+        "--kind", help="kinds to run (default face)")] = None,
+    port: Annotated[int, typer.Option(envvar="EVI_PORT", help="default 8000")] = 8000,
+    fps: Annotated[float, typer.Option(help="sample stream frame rate (default 15)")] = 15.0,
+    streams: Annotated[int, typer.Option(
+        help="number of sample streams, all in one producer process (not with --demo)")] = 1,
+    int8: Annotated[bool, typer.Option(
+        "--int8", help="also serve each kind's INT8 twin of its default model, in its own group",
+    )] = False,
+    policy: Annotated[Literal["drop-stale", "process-all"], typer.Option(
+        envvar="EVI_POLICY",
+        help="processors' real-time policy (default drop-stale: the samples are live)",
+    )] = "drop-stale",
+    demo: Annotated[bool, typer.Option(
+        "--demo", help="vary the load on evi/demo.py's schedule (with --autoscale: 1 -> 2 -> 1)",
+    )] = False,
+    pace: Annotated[float, typer.Option(help="--demo: play the schedule faster")] = 1.0,
+    autoscale: Annotated[bool, typer.Option(
+        "--autoscale", help="start/stop processors on lag (a KEDA stand-in; docs/scaling.md); "
+                            "the flags below tune it")] = False,
+    min_replicas: Annotated[int, typer.Option(help="default 1")] = 1,
+    max_replicas: Annotated[int | None, typer.Option(
+        help="default: min(partitions, CPU cores)")] = None,
+    lag_threshold: Annotated[int, typer.Option(
+        help="frames of lag per worker (default 200)")] = 200,
+    activation_lag_threshold: Annotated[int, typer.Option(help="default 0")] = 0,
+    polling_interval: Annotated[float, typer.Option(
+        help="seconds (default 5)")] = 5.0,
+    scale_up_window: Annotated[float, typer.Option(
+        help="seconds (default 10)")] = 10.0,
+    scale_down_window: Annotated[float, typer.Option(
+        help="seconds (default 60)")] = 60.0,
+    cooldown: Annotated[float, typer.Option(
+        help="seconds before 1 -> 0 (default 60)")] = 60.0,
+    pin_cores: Annotated[bool, typer.Option(
+        "--pin-cores",
+        help="one core per worker (--cpu, --threads 1), as a pod's CPU limit would")] = False,
+) -> int:
+    return develop(argparse.Namespace(**locals()))
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The flags' values without running (tests)."""
+    return parse(cli, argv, "evi dev")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(cli, argv, "evi dev")
+
+
+def hand_down_common_flags() -> None:
+    """The children are `evi` processes: the common flags reach them as the env vars they
+    stand for."""
+    flags = common_flags()
+    env = {"EVI_KAFKA__BOOTSTRAP_SERVERS": flags.bootstrap_servers,
+           "EVI_TOPICS__PREFIX": flags.topic_prefix, "EVI_LOG_LEVEL": flags.log_level}
+    os.environ.update({k: v for k, v in env.items() if v is not None})
 
 
 def producer_args(a: argparse.Namespace, kinds: list[str]) -> list[str]:
@@ -264,8 +309,7 @@ def autoscalers(a: argparse.Namespace, kinds: list[str], children: Children) -> 
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = parse_args(argv)
+def develop(a: argparse.Namespace) -> int:
     kinds = a.kinds or ["face"]
     py = [sys.executable, "-m", "evi.cli"]
     try:
@@ -279,9 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         if a.demo and a.streams != 1:
             raise ConfigError("--demo brings its own streams (evi/demo.py): drop --streams")
         schedule = demo_schedule(a.pace) if a.demo else None
+        if printed_settings(common):
+            return 0
         token = gateway_token(common.cache_dir)
     except ConfigError as e:
         die_on_config_error(e)
+    hand_down_common_flags()
     try:
         run(["bash", str(KAFKA_SCRIPT), "start"])
         run([*py, "kafka", "topics", *[f"--kind={k}" for k in kinds]])

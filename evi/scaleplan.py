@@ -33,14 +33,16 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import typer
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from evi.command import parse, printed_settings, run, typer_app
 from evi.errors import ConfigError
 from evi.kafka import PartitionLag, admin, explain, group_reader, lag_of
-from evi.settings import KafkaSettings, ServiceSettings, die_on_config_error, load, override
+from evi.settings import KafkaSettings, ServiceSettings, die_on_config_error, load
 from evi.topics import Topics
 
 OffsetResetPolicy = Literal["earliest", "latest"]
@@ -261,24 +263,46 @@ def _table(plans: list[Plan]) -> str:
                      for r in rows)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="evi lag", description=__doc__.split("\n")[0])
-    p.add_argument("--kind", action="append", dest="kinds", help="kind (repeatable; default face)")
+cli = typer_app()
+Switch = Annotated[bool, typer.Option()]
+
+
+@cli.command(help=(__doc__ or "").split("\n")[0])
+def lag(
+    kinds: Annotated[list[str] | None, typer.Option(
+        "--kind", help="kind (repeatable; default face)")] = None,
     # Defaults follow deploy/k8s/keda/scaledobject-processor-face.yaml, not KEDA's own.
-    p.add_argument("--lag-threshold", type=int, default=700)
-    p.add_argument("--activation-lag-threshold", type=int, default=0)
-    p.add_argument("--offset-reset-policy", choices=["earliest", "latest"], default="earliest")
-    for switch in ("allow-idle-consumers", "limit-to-partitions-with-lag", "exclude-persistent-lag",
-                   "ensure-even-distribution", "scale-to-zero-on-invalid-offset"):
-        p.add_argument(f"--{switch}", action="store_true")
-    p.add_argument("--min-replicas", type=int, default=1)
-    p.add_argument("--max-replicas", type=int, default=12)
-    p.add_argument("--json", action="store_true", help="one JSON object per kind and reading")
-    p.add_argument("--watch", type=int, default=1, metavar="N", help="N readings (max 10000)")
-    p.add_argument("--interval", type=float, default=5.0, help="seconds between readings")
-    p.add_argument("--bootstrap-servers")
-    p.add_argument("--topic-prefix")
-    return p.parse_args(argv)
+    lag_threshold: Annotated[int, typer.Option(help="default 700")] = 700,
+    activation_lag_threshold: Annotated[int, typer.Option(help="default 0")] = 0,
+    offset_reset_policy: Annotated[OffsetResetPolicy, typer.Option(
+        help="default earliest")] = "earliest",
+    allow_idle_consumers: Annotated[bool, typer.Option("--allow-idle-consumers")] = False,
+    limit_to_partitions_with_lag: Annotated[bool, typer.Option(
+        "--limit-to-partitions-with-lag")] = False,
+    exclude_persistent_lag: Annotated[bool, typer.Option("--exclude-persistent-lag")] = False,
+    ensure_even_distribution: Annotated[bool, typer.Option(
+        "--ensure-even-distribution")] = False,
+    scale_to_zero_on_invalid_offset: Annotated[bool, typer.Option(
+        "--scale-to-zero-on-invalid-offset")] = False,
+    min_replicas: Annotated[int, typer.Option(help="default 1")] = 1,
+    max_replicas: Annotated[int, typer.Option(help="default 12")] = 12,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="one JSON object per kind and reading")] = False,
+    watch: Annotated[int, typer.Option(metavar="N", help="N readings (max 10000)")] = 1,
+    interval: Annotated[float, typer.Option(help="seconds between readings (default 5)")] = 5.0,
+) -> int:
+    a = argparse.Namespace(**locals())
+    a.json = a.as_json
+    return report(a)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The flags' values without running (tests compare the defaults with KEDA's manifest)."""
+    return parse(cli, argv, "evi lag")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(cli, argv, "evi lag")
 
 
 def config_from(a: argparse.Namespace) -> ScalerConfig:
@@ -287,21 +311,20 @@ def config_from(a: argparse.Namespace) -> ScalerConfig:
     return ScalerConfig(**{n: getattr(a, n) for n in names})
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = parse_args(argv)
+def report(a: argparse.Namespace) -> int:
     try:
         if not 1 <= a.watch <= 10_000 or not 0.1 <= a.interval <= 3600:
             raise ConfigError("want 1 <= --watch <= 10000 and 0.1 <= --interval <= 3600")
         cfg = config_from(a)
-        base = load(ServiceSettings)
-        s = load(ServiceSettings, topics=override(base.topics, prefix=a.topic_prefix),
-                 kafka=override(base.kafka, bootstrap_servers=a.bootstrap_servers))
+        s = load(ServiceSettings)
         topics = Topics(s.topics)
         kinds = a.kinds or ["face"]
         for k in kinds:
             topics.frames(k)  # checks the kind's spelling
     except ConfigError as e:
         die_on_config_error(e)
+    if printed_settings(s):
+        return 0
     previous: dict[str, dict[int, int]] = {k: {} for k in kinds}
     readers = {k: LagReader(s.kafka, topics.group(k)) for k in kinds}  # one pair for all readings
     for i in range(a.watch):

@@ -11,6 +11,10 @@ import ipaddress
 import json
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -23,7 +27,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from evi.errors import ConfigError
 from evi.log import librdkafka_logger
@@ -126,10 +136,73 @@ class TopicSettings(BaseModel):
         return self
 
 
+@dataclass(frozen=True)
+class CommonFlags:
+    """The flags every `evi` command takes (evi/command.py); None = not given."""
+
+    bootstrap_servers: str | None = None
+    topic_prefix: str | None = None
+    log_level: str | None = None
+    print_settings: bool = False
+
+    def overrides(self) -> dict[str, Any]:
+        """The given flags as nested settings values, the shape EVI_KAFKA__... env vars take."""
+        out: dict[str, Any] = {}
+        if self.bootstrap_servers is not None:  # '' too: an empty address is an error
+            out["kafka"] = {"bootstrap_servers": self.bootstrap_servers}
+        if self.topic_prefix is not None:
+            out["topics"] = {"prefix": self.topic_prefix}
+        if self.log_level is not None:
+            out["log_level"] = self.log_level
+        return out
+
+
+# Set by the command layer around one command's run: a context variable, not os.environ, so a
+# command run in a test's thread leaves other threads' settings alone.
+_COMMON: ContextVar[CommonFlags | None] = ContextVar("evi_common_flags", default=None)
+
+
+def common_flags() -> CommonFlags:
+    return _COMMON.get() or CommonFlags()
+
+
+@contextmanager
+def given_flags(flags: CommonFlags) -> Iterator[None]:
+    """Every settings object built inside takes `flags` over its env values."""
+    token = _COMMON.set(flags)
+    try:
+        yield
+    finally:
+        _COMMON.reset(token)
+
+
+class CommonFlagsSource(PydanticBaseSettingsSource):
+    """The common flags as a settings source between init arguments and env: nested values merge
+    field by field with EVI_KAFKA__*, EVI_TOPICS__* as env values do with each other."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ gives the whole mapping
+
+    def __call__(self) -> dict[str, Any]:
+        return common_flags().overrides()
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="EVI_", env_nested_delimiter="__", frozen=True, extra="ignore"
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, CommonFlagsSource(settings_cls), env_settings, dotenv_settings,
+                file_secret_settings)
 
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()

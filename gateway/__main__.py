@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Annotated
 
+import typer
+
+from evi.command import help_text, printed_settings, run, typer_app
 from evi.errors import ConfigError
 from evi.log import setup as setup_logging
 from evi.log import tame_librdkafka
 from evi.metrics import serve as serve_metrics
-from evi.settings import die_on_config_error, load, override
+from evi.settings import die_on_config_error, load
 from gateway.auth import is_loopback
 from gateway.settings import GatewaySettings
 
@@ -21,39 +25,46 @@ WS_MAX_SIZE = 64 << 10
 WS_MAX_QUEUE = 4
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="evi gateway", description=__doc__)
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.add_argument("--metrics-port", type=int, help="Prometheus /metrics (default 9103; 0 = off)")
-    p.add_argument("--kind", action="append", dest="kinds",
-                   help="kinds to serve (repeatable; default: every kind whose topics exist)")
-    p.add_argument("--no-auth", action="store_true",
-                   help="run open, without a token (a warning unless on loopback); the token "
-                        "comes from EVI_AUTH_TOKEN, never a flag")
-    p.add_argument("--allowed-origin", action="append", dest="allowed_origins",
-                   help="a browser origin besides the gateway's own that may open websockets "
-                        "and sessions (repeatable)")
-    p.add_argument("--cors-origin", action="append", dest="cors_origins",
-                   help="allow this browser origin to call the API with a bearer token "
-                        "(repeatable)")
-    p.add_argument("--client-queue", type=int, help="messages queued per websocket client")
-    p.add_argument("--bootstrap-servers")
-    p.add_argument("--topic-prefix")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--print-settings", action="store_true")
-    return p.parse_args(argv)
+cli = typer_app()
+Repeated = list[str] | None
+
+
+@cli.command(help=help_text(__doc__ or ""))
+def gateway(
+    host: Annotated[str | None, typer.Option(
+        help="address to listen on (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(
+        help="port of the dashboard and API (default 8000)")] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Prometheus /metrics (default 9103; 0 = off)")] = None,
+    kinds: Annotated[Repeated, typer.Option(
+        "--kind", help="kinds to serve (repeatable; default: every kind whose topics exist)",
+    )] = None,
+    no_auth: Annotated[bool, typer.Option(
+        "--no-auth", help="run open, without a token (a warning unless on loopback); the token "
+                          "comes from EVI_AUTH_TOKEN, never a flag")] = False,
+    allowed_origins: Annotated[Repeated, typer.Option(
+        "--allowed-origin", help="a browser origin besides the gateway's own that may open "
+                                 "websockets and sessions (repeatable)")] = None,
+    cors_origins: Annotated[Repeated, typer.Option(
+        "--cors-origin", help="allow this browser origin to call the API with a bearer token "
+                              "(repeatable)")] = None,
+    client_queue: Annotated[int | None, typer.Option(
+        help="messages queued per websocket client")] = None,
+) -> int:
+    return serve(argparse.Namespace(**locals()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(cli, argv, "evi gateway")
 
 
 def settings(a: argparse.Namespace) -> GatewaySettings:
     opened = False if a.no_auth else None
-    base = load(GatewaySettings, auth_required=opened)
     return load(
         GatewaySettings, host=a.host, port=a.port, metrics_port=a.metrics_port, kinds=a.kinds,
-        log_level=a.log_level, auth_required=opened, allowed_origins=a.allowed_origins,
-        cors_origins=a.cors_origins, client_queue=a.client_queue,
-        kafka=override(base.kafka, bootstrap_servers=a.bootstrap_servers),
-        topics=override(base.topics, prefix=a.topic_prefix),
+        auth_required=opened, allowed_origins=a.allowed_origins, cors_origins=a.cors_origins,
+        client_queue=a.client_queue,
     )
 
 
@@ -67,14 +78,12 @@ def say_how_open(s: GatewaySettings) -> None:
                     "stream and every number; set EVI_AUTH_TOKEN instead", s.host, s.port)
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = parse(argv)
+def serve(a: argparse.Namespace) -> int:
     try:
         s = settings(a)
     except ConfigError as e:
         die_on_config_error(e)
-    if a.print_settings:
-        print(s.printable())
+    if printed_settings(s):
         return 0
     setup_logging(s.log_level)
     # The feed's consumer logs librdkafka's lines to its own logger (gateway/feed.py): the same

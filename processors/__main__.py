@@ -13,11 +13,14 @@ import logging
 import os
 import sys
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import typer
+
+from evi.command import common_of, help_text, parse, printed_settings, run, typer_app
 from evi.errors import ConfigError
 from evi.log import setup as setup_logging
-from evi.settings import die_on_config_error, load, override
+from evi.settings import die_on_config_error, given_flags, load
 from processors.settings import ProcessorSettings
 
 if TYPE_CHECKING:
@@ -26,46 +29,67 @@ if TYPE_CHECKING:
 log = logging.getLogger("evi.processor")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="evi process", description=__doc__)
-    p.add_argument("--kind", help="inference kind to serve (topic evi.frames.<kind>)")
-    p.add_argument("--model", help="model entry of the kind to serve (default: the kind's own)")
-    p.add_argument("--models-file", help="models.yaml (default: built-in BlazeFace for face)")
-    p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
-    p.add_argument("--topic-prefix", help="topic name prefix (default evi)")
-    p.add_argument("--group-id", help="consumer group override (default evi-processor-<kind>)")
-    p.add_argument("--from", dest="start_from", type=datetime.fromisoformat, metavar="ISO_TIME",
-                   help="start a NEW group (--group-id) at the frames of this time (UTC if no "
-                        "zone)")  # fmt: skip
-    p.add_argument("--web-port", type=int, help="port of /metrics, /healthz, /readyz (0 = free)")
-    p.add_argument("--batch-max", type=int, help="frames per micro-batch")
-    p.add_argument("--decode-threads", type=int, help="JPEG decode threads")
-    p.add_argument("--cpu", dest="cpus", help="CPU affinity, e.g. 0 or 0,2-3 (taskset -c form)")
-    p.add_argument("--threads", type=int, help="OpenVINO INFERENCE_NUM_THREADS (0 = model's)")
-    p.add_argument("--concurrency", type=int, help="agent concurrency; must be 1 (see docs)")
-    p.add_argument("--commit-interval", dest="commit_interval_s", type=float, help="seconds")
-    p.add_argument("--max-poll-interval", dest="max_poll_interval_s", type=float, help="seconds")
-    p.add_argument("--max-frame-bytes", type=int, help="larger frames are dead-lettered")
-    p.add_argument("--policy", choices=["process-all", "drop-stale"])
-    p.add_argument("--max-age-ms", type=int, help="drop-stale: frames older than this are skipped")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--print-settings", action="store_true", help="print effective settings, exit")
-    return p.parse_args(argv)
+cli = typer_app()
+Policy = Literal["process-all", "drop-stale"]
+
+
+@cli.command(help=help_text(__doc__ or ""))
+def process(
+    kind: Annotated[str | None, typer.Option(
+        help="inference kind to serve (topic evi.frames.<kind>)")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="model entry of the kind to serve (default: the kind's own)")] = None,
+    models_file: Annotated[str | None, typer.Option(
+        help="models.yaml (default: built-in BlazeFace for face)")] = None,
+    group_id: Annotated[str | None, typer.Option(
+        help="consumer group override (default evi-processor-<kind>)")] = None,
+    start_from: Annotated[datetime | None, typer.Option(
+        "--from", parser=datetime.fromisoformat, metavar="ISO_TIME",
+        help="start a NEW group (--group-id) at the frames of this time (UTC if no zone)",
+    )] = None,
+    web_port: Annotated[int | None, typer.Option(
+        help="port of /metrics, /healthz, /readyz (0 = free)")] = None,
+    batch_max: Annotated[int | None, typer.Option(help="frames per micro-batch")] = None,
+    decode_threads: Annotated[int | None, typer.Option(help="JPEG decode threads")] = None,
+    cpus: Annotated[str | None, typer.Option(
+        "--cpu", help="CPU affinity, e.g. 0 or 0,2-3 (taskset -c form)")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="OpenVINO INFERENCE_NUM_THREADS (0 = model's)")] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        help="agent concurrency; must be 1 (see docs)")] = None,
+    commit_interval_s: Annotated[float | None, typer.Option(
+        "--commit-interval", help="seconds")] = None,
+    max_poll_interval_s: Annotated[float | None, typer.Option(
+        "--max-poll-interval", help="seconds")] = None,
+    max_frame_bytes: Annotated[int | None, typer.Option(
+        help="larger frames are dead-lettered")] = None,
+    policy: Annotated[Policy | None, typer.Option()] = None,
+    max_age_ms: Annotated[int | None, typer.Option(
+        help="drop-stale: frames older than this are skipped")] = None,
+) -> int:
+    return serve(argparse.Namespace(**locals()))
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The flags' values, common ones too, without running (tests)."""
+    return parse(cli, argv, "evi process")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(cli, argv, "evi process")
 
 
 FLAGS = (
     "kind", "model", "models_file", "group_id", "start_from", "web_port", "batch_max",
     "decode_threads", "cpus", "threads", "concurrency", "commit_interval_s", "max_poll_interval_s",
-    "max_frame_bytes", "policy", "max_age_ms", "log_level",
+    "max_frame_bytes", "policy", "max_age_ms",
 )  # fmt: skip
 
 
 def build_settings(a: argparse.Namespace) -> ProcessorSettings:
-    base = load(ProcessorSettings)  # env + defaults, so nested flags override single fields
-    kafka = override(base.kafka, bootstrap_servers=a.bootstrap_servers)
-    topics = override(base.topics, prefix=a.topic_prefix)
     flags: dict[str, Any] = {name: getattr(a, name) for name in FLAGS}
-    return load(ProcessorSettings, kafka=kafka, topics=topics, **flags)
+    with given_flags(common_of(a)):
+        return load(ProcessorSettings, **flags)
 
 
 def choose_model(s: ProcessorSettings) -> tuple[ModelConfig, str]:
@@ -147,15 +171,13 @@ def ensure_outputs(s: ProcessorSettings) -> None:
             e.args[0].str() if e.args else e)
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = parse_args(argv)
+def serve(a: argparse.Namespace) -> int:
     try:
         s = build_settings(a)
         pin_cpus(s)
     except ConfigError as e:
         die_on_config_error(e)
-    if a.print_settings:
-        print(s.printable())
+    if printed_settings(s):
         return 0
     setup_logging(s.log_level)
     use_event_loop(s.event_loop)

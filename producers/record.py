@@ -21,15 +21,17 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
+import typer
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from evi.command import help_text, printed_settings, run, typer_app
 from evi.errors import BadFrame, ConfigError
 from evi.kafka import explain, offsets_at, partitions_of, unreachable, watermarks
 from evi.log import setup as setup_logging
 from evi.progress import Task, progress
-from evi.settings import KafkaSettings, ServiceSettings, die_on_config_error, load, override
+from evi.settings import KafkaSettings, ServiceSettings, die_on_config_error, load
 from evi.topics import Topics
 from evi.wire import parse_frame
 from producers.clip import ClipRecord, ClipWriter
@@ -172,38 +174,40 @@ class WindowReader:
         return ClipRecord(ts_ms, key, headers, value or b"")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evi record", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kind", default="face", help="frames topic evi.frames.<kind> (default face)")
-    p.add_argument("--from-topic", help="read this topic instead of the kind's frames topic")
-    p.add_argument("--stream", action="append", default=[],
-                   help="stream id to keep (repeatable; default: every stream)")
-    p.add_argument("--since", required=True, help="window start, ISO 8601 (UTC if no zone), "
-                   "epoch ms or 'now'")
-    p.add_argument("--until", default="now", help="window end, not included (default now)")
-    p.add_argument("--out", type=Path, required=True, help="clip file to write")
-    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    p.add_argument("--timeout", type=float, default=30.0,
-                   help="give up when the broker sends nothing for this many seconds")
-    return connection_flags(p)
+cli = typer_app()
 
 
-def connection_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--bootstrap-servers")
-    p.add_argument("--topic-prefix")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    return p
+@cli.command(help=help_text(__doc__ or ""))
+def record_command(
+    since: Annotated[str, typer.Option(
+        help="window start, ISO 8601 (UTC if no zone), epoch ms or 'now'")],
+    out: Annotated[Path, typer.Option(help="clip file to write")],
+    kind: Annotated[str, typer.Option(
+        help="frames topic evi.frames.<kind> (default face)")] = "face",
+    from_topic: Annotated[str | None, typer.Option(
+        help="read this topic instead of the kind's frames topic")] = None,
+    stream: Annotated[list[str] | None, typer.Option(
+        help="stream id to keep (repeatable; default: every stream)")] = None,
+    until: Annotated[str, typer.Option(help="window end, not included (default now)")] = "now",
+    force: Annotated[bool, typer.Option("--force", help="overwrite --out if it exists")] = False,
+    timeout: Annotated[float, typer.Option(
+        help="give up when the broker sends nothing for this many seconds")] = 30.0,
+) -> int:
+    a = argparse.Namespace(**locals())
+    a.stream = a.stream or []
+    return record_window(a)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(cli, argv, "evi record")
 
 
 S = TypeVar("S", bound=ServiceSettings)
 
 
 def settings_from(cls: type[S], a: argparse.Namespace) -> S:
-    """Flags (see connection_flags) over env over defaults."""
-    base = load(cls)
-    return load(cls, kafka=override(base.kafka, bootstrap_servers=a.bootstrap_servers),
-                topics=override(base.topics, prefix=a.topic_prefix), log_level=a.log_level)
+    """The command's settings: its common flags (evi/command.py) over env over defaults."""
+    return load(cls)
 
 
 def record(reader: WindowReader, out: Path, meta: dict[str, object]) -> Counter[str]:
@@ -241,10 +245,11 @@ def out_problem(out: Path) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = parser().parse_args(argv)
+def record_window(a: argparse.Namespace) -> int:
     try:
         s = settings_from(ServiceSettings, a)
+        if printed_settings(s):
+            return 0
         topic = a.from_topic or Topics(s.topics).frames(a.kind)
         now = int(time.time() * 1000)
         since, until = parse_time(a.since, now), parse_time(a.until, now)

@@ -20,13 +20,19 @@ import sys
 import tempfile
 import threading
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
+from typing import Annotated
 
+import typer
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from pydantic import Field
+from typer._click.exceptions import UsageError  # Typer 0.29 vendors its own Click
 
+from evi.command import help_text, printed_settings, typer_app
+from evi.command import run as run_command
 from evi.errors import BadFrame, ConfigError
 from evi.kafka import ensure_topics, explain
 from evi.log import setup as setup_logging
@@ -187,36 +193,62 @@ def run(s: ReplaySettings, job: Job, stop: threading.Event) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evi replay", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("clip", nargs="?", type=Path, help="clip file written by `evi record`")
-    p.add_argument("--from-topic", help="replay a window of this frames topic instead of a clip")
-    p.add_argument("--since", help="--from-topic window start (ISO 8601, epoch ms or 'now')")
-    p.add_argument("--until", default="now", help="--from-topic window end, not included")
-    p.add_argument("--kind", help="publish to evi.frames.<kind> (default: the source's kind)")
-    p.add_argument("--from-stream", action="append", default=[],
-                   help="replay only this source stream (repeatable; default all)")
-    p.add_argument("--stream", "--to-stream", dest="to_stream",
-                   help="publish under this stream id (the source must hold one stream)")
-    p.add_argument("--speed", type=speed, default=1.0, help="1.0 = original pacing, 2.0 = twice as "
-                   "fast, max = as fast as the broker takes them")
-    p.add_argument("--keep-ts", action="store_true",
-                   help="keep the original capture timestamps instead of rebasing them to now")
-    p.add_argument("--dry-run", action="store_true", help="check the source, print, send nothing")
-    p.add_argument("--spool-dir", type=Path, help="where a topic window is spooled (default TMP)")
-    p.add_argument("--timeout", type=float, default=30.0, help="topic read idle timeout, seconds")
-    return recorder.connection_flags(p)
+cli = typer_app()
+# The stop event a caller of main() passes (tests replay in a thread).
+_STOP: ContextVar[threading.Event | None] = ContextVar("evi_replay_stop", default=None)
+
+
+@cli.command(help=help_text(__doc__ or ""))
+def replay_command(
+    clip: Annotated[Path | None, typer.Argument(
+        help="clip file written by `evi record`", show_default=False)] = None,
+    from_topic: Annotated[str | None, typer.Option(
+        help="replay a window of this frames topic instead of a clip")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="--from-topic window start (ISO 8601, epoch ms or 'now')")] = None,
+    until: Annotated[str, typer.Option(help="--from-topic window end, not included")] = "now",
+    kind: Annotated[str | None, typer.Option(
+        help="publish to evi.frames.<kind> (default: the source's kind)")] = None,
+    from_stream: Annotated[list[str] | None, typer.Option(
+        help="replay only this source stream (repeatable; default all)")] = None,
+    to_stream: Annotated[str | None, typer.Option(
+        "--stream", "--to-stream",
+        help="publish under this stream id (the source must hold one stream)")] = None,
+    speed_text: Annotated[str, typer.Option(
+        "--speed", metavar="SPEED", help="1.0 = original pacing, 2.0 = twice as fast, max = as "
+                                         "fast as the broker takes them")] = "1.0",
+    keep_ts: Annotated[bool, typer.Option(
+        "--keep-ts", help="keep the original capture timestamps instead of rebasing them to now",
+    )] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="check the source, print, send nothing")] = False,
+    spool_dir: Annotated[Path | None, typer.Option(
+        help="where a topic window is spooled (default TMP)")] = None,
+    timeout: Annotated[float, typer.Option(help="topic read idle timeout, seconds")] = 30.0,
+) -> int:
+    a = argparse.Namespace(**locals())
+    a.from_stream = a.from_stream or []
+    a.speed = speed(speed_text)
+    return replay_from(a, _STOP.get())
+
+
+def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
+    token = _STOP.set(stop)
+    try:
+        return run_command(cli, argv, "evi replay")
+    finally:
+        _STOP.reset(token)
 
 
 def speed(text: str) -> float | None:
-    """The argparse type of --speed: a factor 0.01-1000, or None for 'max'."""
+    """--speed: a factor 0.01-1000, or None for 'max'."""
     try:
         value = 1.0 if text == "max" else float(text)
     except ValueError:
         value = 0.0
     if not 0.01 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"{text!r}: use a factor 0.01-1000 or 'max'")
+        raise typer.BadParameter(f"{text!r}: use a factor 0.01-1000 or 'max'",
+                                 param_hint="'--speed'")
     return None if text == "max" else value
 
 
@@ -287,11 +319,9 @@ def clip_problem(clip: Path) -> str | None:
     return file_problem(clip, "clip file", str(clip))
 
 
-def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
-    p = parser()
-    a = p.parse_args(argv)
+def replay_from(a: argparse.Namespace, stop: threading.Event | None) -> int:
     if (a.clip is None) == (a.from_topic is None):
-        p.error("give a clip file or --from-topic (one of them)")
+        raise UsageError("give a clip file or --from-topic (one of them)")
     problem = clip_problem(a.clip) if a.clip is not None else None
     if problem:
         print(f"evi replay: {problem}", file=sys.stderr)
@@ -299,6 +329,8 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
     stop = stop or threading.Event()
     try:
         s = recorder.settings_from(ReplaySettings, a)
+        if printed_settings(s):
+            return 0
         setup_logging(s.log_level)
         _signals(stop)
         return replay(s, a, stop)

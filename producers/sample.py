@@ -21,16 +21,20 @@ i >= 0 (i wraps at `frames`, so a looping clip repeats exactly):
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from functools import cached_property
 from pathlib import Path
-from typing import cast
+from typing import Annotated, cast
 
 import cv2
 import numpy as np
 import numpy.typing as npt
+import typer
+
+from evi.command import printed_settings, run, typer_app
+from evi.errors import ConfigError
+from evi.settings import ServiceSettings, die_on_config_error, load
 
 ASTRONAUT_SIZE = 512
 NO_FACE_EVERY = 10  # frame i shows no face when i % NO_FACE_EVERY == NO_FACE_EVERY - 1
@@ -125,24 +129,34 @@ def write_clip(path: Path, clip: SampleClip, fps: float = SAMPLE_FPS) -> int:
     return clip.frames
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="evi sample", description="Write the generated sample clip as an MJPG AVI file."
-    )
-    ap.add_argument("--out", type=Path, required=True, help="output file, e.g. clip.avi")
-    ap.add_argument("--frames", type=int, default=120)
-    ap.add_argument("--width", type=int, default=640)
-    ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--fps", type=float, default=SAMPLE_FPS)
-    args = ap.parse_args(argv)
+cli = typer_app()
+
+
+@cli.command(help="Write the generated sample clip as an MJPG AVI file.")
+def sample(
+    out: Annotated[Path, typer.Option(help="output file, e.g. clip.avi")],
+    frames: Annotated[int, typer.Option()] = 120,
+    width: Annotated[int, typer.Option()] = 640,
+    height: Annotated[int, typer.Option()] = 480,
+    fps: Annotated[float, typer.Option()] = SAMPLE_FPS,
+) -> int:
     try:
-        clip = SampleClip(args.width, args.height, args.frames)
-        n = write_clip(args.out, clip, args.fps)
+        if printed_settings(load(ServiceSettings)):  # the clip needs none: the common ones
+            return 0
+    except ConfigError as e:
+        die_on_config_error(e)
+    try:
+        clip = SampleClip(width, height, frames)
+        n = write_clip(out, clip, fps)
     except (ValueError, OSError) as e:
         print(f"evi sample: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {n} frames {args.width}x{args.height} @ {args.fps:g} fps to {args.out}")
+    print(f"wrote {n} frames {width}x{height} @ {fps:g} fps to {out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(cli, argv, "evi sample")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def test_unknown_command_is_one_line_and_exit_2() -> None:
 def test_no_command_prints_usage_to_stderr_and_exits_2_help_exits_0() -> None:
     bare = evi()
     assert bare.returncode == 2 and bare.stdout == ""
-    assert bare.stderr.startswith("usage: evi <command>") and "  produce  " in bare.stderr
+    assert bare.stderr.startswith("Usage: evi [OPTIONS] COMMAND") and "  produce  " in bare.stderr
     helped = evi("--help")
     assert helped.returncode == 0 and helped.stdout == bare.stderr and helped.stderr == ""
 

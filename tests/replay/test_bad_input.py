@@ -121,7 +121,7 @@ def test_bad_flags_exit_2(kafka: KafkaSettings, topics: Topics, tmp_path: Path) 
     good_clip(tmp_path / "c.evi")
     cases = [
         (["replay", str(tmp_path / "c.evi"), "--speed", "0"],
-         "argument --speed: '0': use a factor 0.01-1000 or 'max'"),
+         "Invalid value for '--speed': '0': use a factor 0.01-1000 or 'max'"),
         (["replay"], "give a clip file or --from-topic"),
         (["replay", str(tmp_path / "c.evi"), "--stream", "bad id"], "is not valid"),
         (["replay", "--from-topic", topics.frames("face")], "--from-topic needs --since"),

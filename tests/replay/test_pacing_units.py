@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import typer
 
 from evi.errors import ConfigError
 from evi.wire import FRAME_HEADERS, FrameMeta, frame_headers, parse_frame
@@ -81,7 +81,7 @@ def test_format_time_is_what_kafka_to_datetime_takes() -> None:
 def test_speed_flag() -> None:
     assert speed("max") is None and speed("2") == 2.0 and speed("0.5") == 0.5
     for bad in ("0", "-1", "fast", "1e9"):
-        with pytest.raises(argparse.ArgumentTypeError):
+        with pytest.raises(typer.BadParameter):
             speed(bad)
 
 
