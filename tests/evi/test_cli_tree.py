@@ -200,7 +200,10 @@ def test_evi_dev_hands_the_common_flags_to_its_children_as_env(
     from evi.settings import CommonFlags, given_flags
 
     for name in ("EVI_KAFKA__BOOTSTRAP_SERVERS", "EVI_TOPICS__PREFIX"):
-        monkeypatch.delenv(name, raising=False)  # so that monkeypatch removes what it sets
+        # setenv first: a delenv of an absent variable records nothing, and what the function
+        # sets would then outlive this test (a later test saw topic prefix "kids")
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setenv("EVI_LOG_LEVEL", "ERROR")  # not given as a flag: stays as it was
     with given_flags(CommonFlags(bootstrap_servers="k:9092", topic_prefix="kids")):
         hand_down_common_flags()
