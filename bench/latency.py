@@ -327,6 +327,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     a = ap.parse_args(list(argv) if argv is not None else None)
     if a.client:
         return client_main(a.client, a.seconds, a.out)
+    # SIGTERM unwinds like Ctrl-C, so a round's `finally` stops its children and topics.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"{a.streams} streams x {a.fps:g} fps, {a.seconds:g} s measured per round, "
           f"{os.cpu_count()} CPUs, load at start {os.getloadavg()[0]:.2f}")
     summary: dict[str, list[tuple[float, float, float]]] = {p: [] for p in a.presets}
