@@ -23,8 +23,9 @@ Hops (each p50 / p99 over the frames the browser got, in ms):
   producer+broker     CreateTime → the observer has the frame (producer linger, the broker's
                       append, a fetch)
   processor           the observer has the frame → the result's processed_ms: the processor's
-                      fetch wait + micro-batch wait + decode + inference + postprocess; split
-                      into inference (the result's infer_ms) and the rest
+                      fetch wait + micro-batch wait + queueing behind other frames + decode +
+                      inference + postprocess; split into inference (the result's infer_ms)
+                      and the rest
   results out         processed_ms → the observer has the result (results linger, broker, fetch)
   gateway+websocket   the observer has the result → the browser has it (the gateway's fetch,
                       pairing with its frame, fan-out and the websocket)
@@ -271,7 +272,7 @@ def summarise(rows: list[list[Any]], seen: Seen, m0: str, m1: str,
         ct, frame_at = frame
         hops["capture→produce"].append(ct - ts)
         hops["producer+broker"].append(frame_at - ct)
-        hops["processor: waits+decode+post"].append(processed - frame_at - infer_ms)
+        hops["processor: queue+waits+decode+post"].append(processed - frame_at - infer_ms)
         hops["processor: inference"].append(infer_ms)
         hops["results out"].append(res - processed)
         hops["gateway+websocket"].append(recv - res)
@@ -289,7 +290,7 @@ def summarise(rows: list[list[Any]], seen: Seen, m0: str, m1: str,
     }
 
 
-HOPS = ["capture→produce", "producer+broker", "processor: waits+decode+post",
+HOPS = ["capture→produce", "producer+broker", "processor: queue+waits+decode+post",
         "processor: inference", "results out", "gateway+websocket"]
 
 
