@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/producer.py                 # real broker on 127.0.0.1:9092
     .venv/bin/python bench/producer.py --mock          # librdkafka's in-process mock cluster
+    .venv/bin/python bench/producer.py --no-encode --compare linger.ms=5   # settings, one run
 
 Encode: CPU ms per frame (thread CPU time, one core) of each available encoder at q80 4:2:0 on
 the sample clip; the encoders take turns in small batches so load changes hit them alike;
@@ -14,6 +15,9 @@ Publisher); publish and raw runs alternate. submit ms: wall time of Publisher.su
 capture thread (includes waiting for room). Publisher alone: the same with librdkafka replaced
 by a null producer that acknowledges at once, i.e. our own threads, queues, callbacks and metrics.
 Each publish number is the median of --runs runs. frames/s/core = 1000 / (encode ms + publish ms).
+Wake-ups: voluntary context switches per frame (all threads), which other load barely moves.
+--compare runs publish and raw again with other librdkafka settings, alternating with the
+defaults, so a setting's effect is a ratio within one run.
 """
 
 from __future__ import annotations
