@@ -16,7 +16,8 @@ the broker at 127.0.0.1:9092, lets it settle, then measures for `--seconds`:
 
 Presets (settings passed to every child by environment, so the same code runs both):
 `old` = the waits before issue 18 (producer linger 5 ms, results linger 20 ms, micro-batch
-window 5 ms); `new` = the defaults now. Presets alternate within a run, so load drifts hit both.
+window 5 ms); `new` = the defaults now; `window1` = new with a 1 ms micro-batch window. Presets
+alternate within a run, so load drifts hit them alike.
 
 Hops (each p50 / p99 over the frames the browser got, in ms):
   capture→produce     ts_ms → the frame record's CreateTime (encode + the Publisher's queue)
@@ -69,6 +70,9 @@ KIND = "face"
 PRESETS: dict[str, dict[str, str]] = {
     "old": {"EVI_PUBLISHER__LINGER_MS": "5", "EVI_LINGER_MS": "20", "EVI_BATCH_WITHIN_MS": "5"},
     "new": {},
+    # new with a 1 ms micro-batch window: near what an adaptive window would give at live rates
+    # (not in the default run: under a backlog it shrinks batches, a throughput question).
+    "window1": {"EVI_BATCH_WITHIN_MS": "1"},
 }
 
 
