@@ -66,7 +66,7 @@ from evi.wire import BadResult, decode_result, parse_frame
 
 REPO = Path(__file__).resolve().parent.parent
 KIND = "face"
-# The waits before issue 18 (producer, processor, gateway settings by environment).
+# Settings every child gets by environment; `old` are the waits before issue 18.
 PRESETS: dict[str, dict[str, str]] = {
     "old": {"EVI_PUBLISHER__LINGER_MS": "5", "EVI_LINGER_MS": "20", "EVI_BATCH_WITHIN_MS": "5"},
     "new": {},
