@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/producer.py                 # real broker on 127.0.0.1:9092
     .venv/bin/python bench/producer.py --mock          # librdkafka's in-process mock cluster
+    .venv/bin/python bench/producer.py --no-encode --compare linger.ms=5   # settings, one run
 
 Encode: CPU ms per frame (thread CPU time, one core) of each available encoder at q80 4:2:0 on
 the sample clip; the encoders take turns in small batches so load changes hit them alike;
@@ -14,6 +15,9 @@ Publisher); publish and raw runs alternate. submit ms: wall time of Publisher.su
 capture thread (includes waiting for room). Publisher alone: the same with librdkafka replaced
 by a null producer that acknowledges at once, i.e. our own threads, queues, callbacks and metrics.
 Each publish number is the median of --runs runs. frames/s/core = 1000 / (encode ms + publish ms).
+Wake-ups: voluntary context switches per frame (all threads), which other load barely moves.
+--compare runs publish and raw again with other librdkafka settings, alternating with the
+defaults, so a setting's effect is a ratio within one run.
 """
 
 from __future__ import annotations
@@ -80,8 +84,9 @@ def bench_encode(w: int, h: int, backends: list[Backend], batches: int,
             for b in backends}
 
 
-def client_config(kafka: KafkaSettings, client_id: str, mock: bool) -> dict[str, Any]:
-    cfg = producer_config(kafka, PublisherSettings(), MAX_MESSAGE, client_id)
+def client_config(kafka: KafkaSettings, client_id: str, mock: bool,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    cfg = producer_config(kafka, PublisherSettings(), MAX_MESSAGE, client_id) | (extra or {})
     if mock:
         cfg = {k: v for k, v in cfg.items() if k != "bootstrap.servers"}
         cfg["test.mock.num.brokers"] = 1
@@ -92,6 +97,12 @@ def cpu_now() -> tuple[float, float]:
     """(user, system) CPU seconds of this process, all threads (librdkafka's included)."""
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime, r.ru_stime
+
+
+def sleeps_now() -> int:
+    """Voluntary context switches of this process, all threads: each is a thread that blocked
+    (poll, a lock, a condition) and was woken again. Unlike CPU time, other load barely moves it."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
 
 
 def wait_acked(count: object, want: int, seconds: float = 60.0) -> None:
@@ -134,11 +145,14 @@ class NullProducer:
 
 
 def bench_publish(kafka: KafkaSettings, topic: str, jpegs: list[bytes], n: int,
-                  mock: bool, null: bool = False) -> tuple[float, float, float, float]:
-    """(user CPU ms, system CPU ms per frame, wall frames/s, submit() wall ms per frame)."""
+                  mock: bool, null: bool = False,
+                  extra: dict[str, Any] | None = None
+                  ) -> tuple[float, float, float, float, float]:  # fmt: skip
+    """(user CPU ms, system CPU ms per frame, wall frames/s, submit() wall ms per frame,
+    wake-ups per frame)."""
     settings = PublisherSettings(queue_frames=64)
     factory: Callable[[dict[str, Any]], Any] = NullProducer if null else Producer
-    pub = Publisher(client_config(kafka, "bench", mock), settings, MAX_MESSAGE,
+    pub = Publisher(client_config(kafka, "bench", mock, extra), settings, MAX_MESSAGE,
                     ProducerMetrics(), factory)
     pub.add_stream("bench")
     pub.start()
@@ -151,7 +165,7 @@ def bench_publish(kafka: KafkaSettings, topic: str, jpegs: list[bytes], n: int,
         wait_acked(lambda: pub.stats("bench").acked, 20)
         base = pub.stats("bench").acked
         submit_s = 0.0
-        (u0, s0_), t0 = cpu_now(), time.perf_counter()
+        (u0, s0_), t0, w0 = cpu_now(), time.perf_counter(), sleeps_now()
         for i in range(n):
             meta = FrameMeta("bench", i, 0, w, h, "bench")
             item = Pending("bench", i, jpegs[i % len(jpegs)], frame_headers(meta), targets,
@@ -160,18 +174,19 @@ def bench_publish(kafka: KafkaSettings, topic: str, jpegs: list[bytes], n: int,
             pub.submit(item, Backpressure.WAIT)
             submit_s += time.perf_counter() - s0
         wait_acked(lambda: pub.stats("bench").acked, base + n)
-        (u1, s1), wall = cpu_now(), time.perf_counter() - t0
+        (u1, s1), wall, w1 = cpu_now(), time.perf_counter() - t0, sleeps_now()
     finally:
         pub.close(10)
     if pub.stats("bench").dropped:
         raise SystemExit(f"frames dropped: {dict(pub.stats('bench').dropped)}")
-    return (u1 - u0) / n * 1000, (s1 - s0_) / n * 1000, n / wall, submit_s / n * 1000
+    return (u1 - u0) / n * 1000, (s1 - s0_) / n * 1000, n / wall, submit_s / n * 1000, (w1 - w0) / n
 
 
 def bench_raw(kafka: KafkaSettings, topic: str, jpegs: list[bytes], n: int,
-              mock: bool) -> tuple[float, float]:
-    """(user, system) CPU ms per frame of bare confluent-kafka produce + a poll thread."""
-    p = Producer(client_config(kafka, "bench-raw", mock))
+              mock: bool, extra: dict[str, Any] | None = None) -> tuple[float, float, float]:
+    """(user, system) CPU ms per frame of bare confluent-kafka produce + a poll thread, and
+    wake-ups per frame."""
+    p = Producer(client_config(kafka, "bench-raw", mock, extra))
     acked = [0]
 
     def on_delivery(err: object, msg: object) -> None:
@@ -192,7 +207,7 @@ def bench_raw(kafka: KafkaSettings, topic: str, jpegs: list[bytes], n: int,
             p.produce(topic, jpegs[0], b"bench", on_delivery=on_delivery)
         wait_acked(lambda: acked[0], 20)
         base = acked[0]
-        u0, s0 = cpu_now()
+        (u0, s0), w0 = cpu_now(), sleeps_now()
         for i in range(n):
             for _ in range(10_000):
                 try:
@@ -202,12 +217,23 @@ def bench_raw(kafka: KafkaSettings, topic: str, jpegs: list[bytes], n: int,
                 except BufferError:
                     time.sleep(0.001)
         wait_acked(lambda: acked[0], base + n)
-        u1, s1 = cpu_now()
+        (u1, s1), w1 = cpu_now(), sleeps_now()
     finally:
         stop.set()
         poller.join(1)
         p.flush(5)
-    return (u1 - u0) / n * 1000, (s1 - s0) / n * 1000
+    return (u1 - u0) / n * 1000, (s1 - s0) / n * 1000, (w1 - w0) / n
+
+
+def parse_setting(spec: str) -> dict[str, Any]:
+    """`linger.ms=5,socket.send.buffer.bytes=4194304` → librdkafka settings (ints where whole)."""
+    out: dict[str, Any] = {}
+    for part in spec.split(","):
+        key, _, value = part.partition("=")
+        if not key or not value:
+            raise SystemExit(f"--compare wants key=value[,key=value]: {spec!r}")
+        out[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=3000, help="frames per publish run")
     ap.add_argument("--runs", type=int, default=3, help="publish runs per size (median)")
     ap.add_argument("--batches", type=int, default=40, help="encode batches per encoder")
+    ap.add_argument("--sizes", nargs="+", default=[f"{w}x{h}" for w, h in SIZES])
+    ap.add_argument("--no-encode", action="store_true", help="publish only")
+    ap.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE[,...]",
+                    help="also run publish and raw with these librdkafka settings, "
+                         "alternating with the defaults (repeatable)")
     ap.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
     ap.add_argument("--mock", action="store_true", help="librdkafka mock cluster, no broker")
     args = ap.parse_args(argv)
@@ -224,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         ensure_topics(kafka, topics.specs(["face"]))
     backends = [b for b in BACKENDS if not unavailable(b)]
     missing = [f"{b} ({unavailable(b)})" for b in BACKENDS if b not in backends]
+    variants: list[tuple[str, dict[str, Any]]] = [("defaults", {})]
+    variants += [(spec, parse_setting(spec)) for spec in args.compare]
     load0 = load_avg()
     print(f"{cpu_model()}, {os.cpu_count()} cores; librdkafka {libversion()[0]}; "
           f"load average at start {load0}")
@@ -231,45 +264,59 @@ def main(argv: list[str] | None = None) -> int:
         print("not measured: " + "; ".join(missing))
     enc_rows: list[str] = []
     pub_rows: list[str] = []
-    for w, h in SIZES:
-        enc = bench_encode(w, h, backends, args.batches, 20)
+    topic = topics.frames("face")
+    for size in args.sizes:
+        w, h = (int(x) for x in size.split("x"))
+        enc = {} if args.no_encode else bench_encode(w, h, backends, args.batches, 20)
         clip = SampleClip(w, h, 30)
         encoder = Encoder(QUALITY, backend=backends[0])
         jpegs = [encoder.encode(clip.frame(i)) for i in range(10)]
-        runs, raws, nulls = [], [], []
+        runs: dict[str, list[tuple[float, float, float, float, float]]] = {
+            v: [] for v, _ in variants}
+        raws: dict[str, list[tuple[float, float, float]]] = {v: [] for v, _ in variants}
+        nulls = []
         for _ in range(args.runs):  # alternate, so drifting load hits all alike
-            runs.append(bench_publish(kafka, topics.frames("face"), jpegs, args.frames,
-                                      args.mock))
-            raws.append(bench_raw(kafka, topics.frames("face"), jpegs, args.frames, args.mock))
-            nulls.append(bench_publish(kafka, topics.frames("face"), jpegs, args.frames,
-                                       args.mock, null=True))
+            for name, extra in variants:
+                runs[name].append(bench_publish(kafka, topic, jpegs, args.frames, args.mock,
+                                                extra=extra))
+                raws[name].append(bench_raw(kafka, topic, jpegs, args.frames, args.mock, extra))
+            nulls.append(bench_publish(kafka, topic, jpegs, args.frames, args.mock, null=True))
         machinery = statistics.median(r[0] + r[1] for r in nulls)
-        user = statistics.median(r[0] for r in runs)
-        sys_ = statistics.median(r[1] for r in runs)
-        pub_cpu = statistics.median(r[0] + r[1] for r in runs)
-        pub_fps = statistics.median(r[2] for r in runs)
-        submit_ms = statistics.median(r[3] for r in runs)
-        raw = statistics.median(u + s for u, s in raws)
-        raw_user = statistics.median(u for u, _ in raws)
         kb = statistics.mean(len(j) for j in jpegs) / 1024
-        pub_rows.append(
-            f"| {w}x{h} | {kb:.0f} | **{pub_cpu:.3f}** | {user:.3f} | {sys_:.3f} | {raw:.3f} | "
-            f"{raw_user:.3f} | {machinery:.3f} | {submit_ms:.3f} | {pub_fps:.0f} | "
-            f"{' '.join(f'{r[0] + r[1]:.3f}' for r in runs)} |")
-        for b, (cpu, wall, size) in enc.items():
-            enc_rows.append(f"| {w}x{h} | {b} | {size / 1024:.0f} | {cpu:.2f} | {wall:.2f} | "
-                            f"{pub_cpu:.3f} | {1000 / (cpu + pub_cpu):.0f} |")
+        pub_cpu = 0.0
+        for name, _ in variants:
+            rs = runs[name]
+            cpu = statistics.median(r[0] + r[1] for r in rs)
+            pub_cpu = pub_cpu or cpu  # the defaults' figure, for the encode table
+            raw = statistics.median(u + s for u, s, _ in raws[name])
+            pub_rows.append(
+                f"| {w}x{h} | {name} | {kb:.0f} | **{cpu:.3f}** | "
+                f"{statistics.median(r[0] for r in rs):.3f} | "
+                f"{statistics.median(r[1] for r in rs):.3f} | {raw:.3f} | "
+                f"{statistics.median(u for u, _, _ in raws[name]):.3f} | {machinery:.3f} | "
+                f"{statistics.median(r[3] for r in rs):.3f} | "
+                f"{statistics.median(r[2] for r in rs):.0f} | "
+                f"{statistics.median(r[4] for r in rs):.1f} | "
+                f"{statistics.median(r[2] for r in raws[name]):.1f} | "
+                f"{' '.join(f'{r[0] + r[1]:.3f}' for r in rs)} | "
+                f"{' '.join(f'{u + s:.3f}' for u, s, _ in raws[name])} |")
+        for b, (ecpu, wall, nbytes) in enc.items():
+            enc_rows.append(f"| {w}x{h} | {b} | {nbytes / 1024:.0f} | {ecpu:.2f} | {wall:.2f} | "
+                            f"{pub_cpu:.3f} | {1000 / (ecpu + pub_cpu):.0f} |")
     where = "librdkafka mock cluster" if args.mock else args.bootstrap_servers
-    print(f"\nEncode + publish, q{QUALITY} 4:2:0 (frames/s/core = 1000 / (encode + publish CPU))")
-    print("| size | encoder | KB | encode CPU ms | encode wall ms | publish CPU ms | "
-          "frames/s/core |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    print("\n".join(enc_rows))
+    if enc_rows:
+        print(f"\nEncode + publish, q{QUALITY} 4:2:0 (frames/s/core = 1000 / (encode + publish "
+              "CPU))")
+        print("| size | encoder | KB | encode CPU ms | encode wall ms | publish CPU ms | "
+              "frames/s/core |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        print("\n".join(enc_rows))
     print(f"\nPublish only ({args.frames} frames x {args.runs} runs per size to {where}; "
           "acks=all, idempotent, median)")
-    print("| size | KB | publish CPU ms/frame | user | sys | raw confluent-kafka CPU ms | "
-          "raw user | Publisher alone | submit wall ms | acked frames/s | runs (CPU ms) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("| size | settings | KB | publish CPU ms/frame | user | sys | raw confluent-kafka CPU ms "
+          "| raw user | Publisher alone | submit wall ms | acked frames/s | wake-ups/frame | "
+          "raw wake-ups/frame | runs (CPU ms) | raw runs |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     print("\n".join(pub_rows))
     print(f"\nload average at start {load0}, at end {load_avg()}")
     return 0

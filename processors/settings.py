@@ -91,8 +91,11 @@ class ProcessorSettings(ServiceSettings):
     # every partition and its fetch loop sleeps a full second (docs/processors.md), so it must
     # hold more than a second of the worker's rate: 512 ≈ 20–60 MB of JPEG.
     prefetch: int = Field(512, ge=16, le=4096)
-    # librdkafka's linger for results and dead letters: frames finishing together share a request.
-    linger_ms: float = Field(20.0, ge=0, le=1000)
+    # librdkafka's linger for results and dead letters. 0: a result leaves as soon as its frame is
+    # done (a 20 ms linger was most of capture→browser at live rates). A batch's results are
+    # handed over in one loop step, so under a backlog they still share requests: librdkafka
+    # collects what arrives while a request is in flight (docs/benchmarks.md, "Latency").
+    linger_ms: float = Field(0.0, ge=0, le=1000)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"  # = KEDA offsetResetPolicy
     # Real-time policy: process-all, or drop-stale (older than max_age_ms, fair across streams).
     policy: Literal["process-all", "drop-stale"] = "process-all"

@@ -65,7 +65,9 @@ class PublisherSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    linger_ms: int = Field(5, ge=0, le=1000)
+    # 0: a live frame leaves at once. A backlog still batches: records produced while requests
+    # are in flight share the next one (docs/benchmarks.md, "Latency").
+    linger_ms: int = Field(0, ge=0, le=1000)
     batch_size: int = Field(1_000_000, ge=16 << 10)
     queue_frames: int = Field(4, ge=1, le=1000)  # per stream, in front of librdkafka
     max_inflight_bytes: int = Field(64 << 20, ge=1 << 20)  # handed to librdkafka, unacked
