@@ -98,7 +98,7 @@ def rss_mib(pid: int) -> float:
 
 
 def get_json(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=5) as r:
+    with urllib.request.urlopen(url, timeout=30) as r:
         data: dict[str, Any] = json.load(r)
         return data
 
@@ -221,28 +221,77 @@ def print_row(r: dict[str, float], label: str = "") -> None:
           f"{r['client_cpu_pct']:>9.0f}%{label}", flush=True)
 
 
-def idle_phase(port: int, pid: int, a: argparse.Namespace, kafka: KafkaSettings,
-               topics: Topics) -> None:
+class Gateway:
+    """One `evi gateway` child from a source tree, on topics of its own."""
+
+    def __init__(self, label: str, tree: Path, a: argparse.Namespace, kafka: KafkaSettings):
+        self.label, self.kafka = label, kafka
+        self.topics = Topics(TopicSettings(prefix=f"bench{uuid.uuid4().hex[:8]}",
+                                           frame_partitions=1))
+        ensure_topics(kafka, self.topics.specs(["face"]))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        room = str(a.idle + max(a.clients, default=0) + 64)
+        env = {**os.environ, "EVI_CLIENT_QUEUE": "64", "EVI_LOG_LEVEL": "WARNING",
+               "EVI_MAX_CONNECTIONS": room, "EVI_MAX_CONNECTIONS_PER_CLIENT": room}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "evi.cli", "gateway", "--port", str(self.port),
+             "--bootstrap-servers", a.bootstrap_servers, "--topic-prefix", self.topics.prefix,
+             "--no-auth", "--metrics-port", "0"], cwd=tree, env=env, stdout=subprocess.DEVNULL)
+        self.pid = self.proc.pid
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                get_json(f"http://127.0.0.1:{self.port}/readyz")
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise SystemExit(f"gateway ({self.label}) did not become ready") from None
+                time.sleep(0.3)
+
+    def row(self, a: argparse.Namespace, n: int, stream: str) -> dict[str, float]:
+        return run_row(self.port, self.pid, self.kafka, self.topics, n, a.rate, a.seconds,
+                       a.workers, stream)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        names = [s.name for s in self.topics.specs(["face"])]
+        admin = AdminClient(self.kafka.client_config())
+        for fut in admin.delete_topics(names, operation_timeout=30).values():
+            fut.result(30)
+
+
+def idle_phase(g: Gateway, a: argparse.Namespace) -> None:
     """`--idle` connections to streams nobody publishes; the gateway's RSS with them open, and
     (with --clients) the last viewer row again beside them: a message's cost must not grow."""
-    rss0, t0 = rss_mib(pid), time.monotonic()
-    url = f"ws://127.0.0.1:{port}/ws/streams/idle"
+    pid = g.pid
+    rss0, t0, cpu0 = rss_mib(pid), time.monotonic(), cpu_seconds(pid)
+    url = f"ws://127.0.0.1:{g.port}/ws/streams/idle"
     clients = Clients("idle", url, split(a.idle, a.workers), 0, a.idle_connect_s)
     try:
         connected = clients.ready()
-        took = time.monotonic() - t0
+        took, cpu = time.monotonic() - t0, cpu_seconds(pid) - cpu0
         time.sleep(1.0)  # the last handshakes' garbage collected, the RSS settled
         rss1 = rss_mib(pid)
-        print(f"\nidle connections: {connected} of {a.idle} open in {took:.1f} s; gateway RSS "
+        print(f"\n{g.label}: idle connections: {connected} of {a.idle} open in {took:.1f} s "
+              f"(gateway CPU {1000 * cpu / max(1, connected):.2f} ms each); gateway RSS "
               f"{rss0:.0f} MiB before, {rss1:.0f} MiB with them "
               f"({1024 * (rss1 - rss0) / max(1, connected):.1f} KiB each)", flush=True)
         if a.clients:
             n = a.clients[-1]
             print(f"{n} viewers again, beside the {connected} idle connections:")
             print_header()
-            print_row(run_row(port, pid, kafka, topics, n, a.rate, a.seconds, a.workers,
-                              f"{STREAM}-beside-idle"), "  (beside idle)")
-            print(f"gateway RSS {rss_mib(pid):.0f} MiB", flush=True)
+            print_row(g.row(a, n, f"{STREAM}-beside-idle"), f"  {g.label}, beside idle")
+            print(f"gateway RSS {rss_mib(pid):.0f} MiB (load {os.getloadavg()[0]:.1f})",
+                  flush=True)
         clients.end()
     finally:
         clients.close()
@@ -258,50 +307,35 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=4, help="client processes")
     ap.add_argument("--idle", type=int, default=10_000, help="idle connections (0: none)")
     ap.add_argument("--idle-connect-s", type=float, default=120.0)
+    ap.add_argument("--baseline", type=Path, metavar="TREE",
+                    help="another checkout (e.g. a `git worktree` of the commit before): its "
+                         "gateway runs every row too, right after this one's, for ratios "
+                         "measured under the same load")
     a = ap.parse_args()
     fds = raise_fd_limit(a.idle + max(a.clients, default=0) + 1024)
     kafka = KafkaSettings(bootstrap_servers=a.bootstrap_servers)
-    topics = Topics(TopicSettings(prefix=f"bench{uuid.uuid4().hex[:8]}", frame_partitions=1))
-    ensure_topics(kafka, topics.specs(["face"]))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    room = str(a.idle + max(a.clients, default=0) + 64)
-    env = {**os.environ, "EVI_CLIENT_QUEUE": "64", "EVI_LOG_LEVEL": "WARNING",
-           "EVI_MAX_CONNECTIONS": room, "EVI_MAX_CONNECTIONS_PER_CLIENT": room}
-    gw = subprocess.Popen(
-        [sys.executable, "-m", "evi.cli", "gateway", "--port", str(port), "--bootstrap-servers",
-         a.bootstrap_servers, "--topic-prefix", topics.prefix, "--no-auth", "--metrics-port",
-         "0"], cwd=REPO, env=env,
-        stdout=subprocess.DEVNULL)
+    trees = [("this", REPO)] + ([("baseline", a.baseline.resolve())] if a.baseline else [])
+    gws: list[Gateway] = []
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                get_json(f"http://127.0.0.1:{port}/readyz")
-                break
-            except OSError:
-                if time.monotonic() > deadline or gw.poll() is not None:
-                    raise SystemExit("gateway did not become ready") from None
-                time.sleep(0.3)
+        for label, tree in trees:
+            gws.append(Gateway(label, tree, a, kafka))
+        for g in gws:
+            g.wait_ready()
         print(f"gateway fan-out: 1 stream at {a.rate:g} results/s with a "
               f"{len(sample_jpeg()) // 1000} kB JPEG each, {a.seconds:g} s per row, clients in "
               f"{a.workers} processes, {os.cpu_count()} CPUs (load {os.getloadavg()[0]:.1f}, "
               f"fd limit {fds})")
         print_header()
         for i, n in enumerate(a.clients):
-            print_row(run_row(port, gw.pid, kafka, topics, n, a.rate, a.seconds, a.workers,
-                              f"{STREAM}-{i}"))
+            for g in gws if i % 2 == 0 else gws[::-1]:  # alternate: drifting load hits both
+                print_row(g.row(a, n, f"{STREAM}-{i}"), f"  {g.label}" if a.baseline else "")
         if a.idle:
-            idle_phase(port, gw.pid, a, kafka, topics)
+            for g in gws:
+                idle_phase(g, a)
         print(f"load at the end {os.getloadavg()[0]:.1f}")
     finally:
-        gw.terminate()
-        gw.wait(20)
-        names = [s.name for s in topics.specs(["face"])]
-        admin = AdminClient(kafka.client_config())
-        for fut in admin.delete_topics(names, operation_timeout=30).values():
-            fut.result(30)
+        for g in gws:
+            g.close()
     return 0
 
 

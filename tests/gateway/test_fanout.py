@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Message
 
-import gateway.fanout as fanout_module
+import gateway.pairing as pairing_module
 from evi.settings import TopicSettings
 from gateway.fanout import Fanout
 from gateway.protocol import unpack_message
@@ -27,8 +27,8 @@ def fanout(**kw: Any) -> Fanout:
 
 
 def feed(f: Fanout, msgs: list[Message]) -> None:
-    assert len(msgs) <= f._chunk, "one chunk: handled at once"
-    f._take(msgs)
+    assert len(msgs) <= f.handover.chunk, "one chunk: handled at once"
+    f.handover.take(msgs)
 
 
 def stats(f: Fanout, stream: str) -> StreamStatsView:
@@ -185,11 +185,11 @@ async def test_frame_copies_of_other_kinds_counted_once() -> None:
 
 async def test_big_batches_leave_room_for_writers() -> None:
     f = fanout(client_queue=8)
-    assert f._chunk == 4
+    assert f.handover.chunk == 4
     sub = f.subscribers.add(["cam1"])
     msgs = [rec.frame("cam1", s, 1000 + s, jpeg(s)) for s in range(12)]
     msgs += [rec.result("cam1", s, 1000 + s) for s in range(12)]
-    f._take(msgs)
+    f.handover.take(msgs)
     got: list[int] = []
     for _ in range(20):  # a fast client: reads everything between chunks
         got += [h["seq"] for h, _ in taken(sub) if h["type"] == "result"]
@@ -206,6 +206,6 @@ async def test_frames_of_streams_that_stopped_are_let_go(monkeypatch: pytest.Mon
     f.subscribers.add(None)
     feed(f, [rec.frame("cam1", 0, 1000, jpeg(0)), rec.frame("cam2", 0, 1000, jpeg(0))])
     assert cached(f) == {"cam1": [0], "cam2": [0]}
-    monkeypatch.setattr(fanout_module, "IDLE_CACHE_S", -1.0)
+    monkeypatch.setattr(pairing_module, "IDLE_CACHE_S", -1.0)
     f._flush_step()
     assert cached(f) == {} and "cam1" in f.streams, "stats stay, cached JPEGs go"
