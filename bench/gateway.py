@@ -4,6 +4,7 @@ idle connections, and the last row again beside them.
 
     .venv/bin/python bench/gateway.py                      # real broker on 127.0.0.1:9092
     .venv/bin/python bench/gateway.py --clients 1 50 --rate 20 --seconds 5 --idle 0
+    .venv/bin/python bench/gateway.py --clients 50 200 --idle 0 --baseline /tmp/base  # A/B
 
 One `evi gateway` child process (its own topic prefix) serves N viewers of one stream, held by
 `--workers` client processes (bench/wsclients.py), so the clients neither share the bench's event
@@ -18,8 +19,11 @@ CPU the client processes' CPU, which share the machine.
 
 Idle: `--idle` connections, each to a stream of its own that nobody publishes, opened by the
 same client processes (the fd limit raised for them and the gateway with setrlimit); the
-gateway's VmRSS before and with them open. Bounded: every row runs `--seconds` plus at most
-~40 s of set-up and drain; the idle connections get `--idle-connect-s` to open.
+gateway's VmRSS before and with them open. `--baseline TREE` (another checkout, e.g. a `git
+worktree` of the commit before) runs its gateway on every row too, right after this one's and
+alternating which goes first, so ratios are measured under the same load. Bounded: every row
+runs `--seconds` plus at most ~40 s of set-up and drain; the idle connections get
+`--idle-connect-s` to open.
 """
 
 from __future__ import annotations
