@@ -15,6 +15,7 @@ from gateway.protocol import unpack_message
 from gateway.schemas import StreamStatsView
 from gateway.settings import GatewaySettings
 from gateway.subscribers import Subscriber
+from gateway.views import MAX_CLIENT_LIST, GatewayView
 from tests.gateway import records as rec
 from tests.gateway.feed import jpeg
 
@@ -209,3 +210,41 @@ async def test_frames_of_streams_that_stopped_are_let_go(monkeypatch: pytest.Mon
     monkeypatch.setattr(pairing_module, "IDLE_CACHE_S", -1.0)
     f._flush_step()
     assert cached(f) == {} and "cam1" in f.streams, "stats stay, cached JPEGs go"
+
+
+async def test_results_reach_their_streams_viewers_without_touching_other_clients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    f = fanout()
+    others = [f.subscribers.add([f"s{i}"]) for i in range(2000)]
+    viewer, every = f.subscribers.add(["cam1"]), f.subscribers.add(None)
+    offered: list[str] = []
+    real_offer = Subscriber.offer
+
+    def offer(self: Subscriber, stream: str, message: bytes, latest: bool = False) -> str | None:
+        offered.append(self.id)
+        return real_offer(self, stream, message, latest)
+
+    def wants(self: Subscriber, stream: str) -> bool:
+        asked.append(self.id)
+        return True
+
+    asked: list[str] = []
+    monkeypatch.setattr(Subscriber, "offer", offer)
+    monkeypatch.setattr(Subscriber, "wants", wants)
+    feed(f, [m for s in range(3)
+             for m in (rec.frame("cam1", s, 1000 + s, jpeg(s)), rec.result("cam1", s, 1000 + s))])
+    assert sorted(offered) == sorted([viewer.id, every.id] * 3)
+    assert asked == [], "the 2,000 clients of other streams are not even asked"
+    for sub in (viewer, every):
+        assert [(h["type"], h["seq"], len(j) > 0) for h, j in taken(sub)] == [
+            ("result", s, True) for s in range(3)]
+    assert not any(s.queue for s in others)
+
+
+async def test_stats_list_the_first_clients_and_count_them_all() -> None:
+    f = fanout()
+    subs = [f.subscribers.add([f"s{i}"]) for i in range(MAX_CLIENT_LIST + 44)]
+    stats = GatewayView(f).stats()
+    assert stats.clients == MAX_CLIENT_LIST + 44
+    assert [c.id for c in stats.client_list] == [s.id for s in subs[:MAX_CLIENT_LIST]]
