@@ -14,8 +14,8 @@ row its own stream. Latency = client receive time - the result's `processed_ms`,
 sets just before producing: Kafka produce → gateway consume → pairing → websocket. Offered =
 rate x clients; delivered counts result messages with their JPEG received by all clients during
 the row. gw CPU is the gateway process's user+system time (/proc/<pid>/stat) over the row's wall
-time (100 % = one core), gw us/msg the same CPU time divided by the messages delivered; client
-CPU the client processes' CPU, which share the machine.
+time (100 % = one core) and the kernel's share of it, gw us/msg that CPU time divided by the
+messages delivered; client CPU the client processes' CPU, which share the machine.
 
 Idle: `--idle` connections, each to a stream of its own that nobody publishes, opened by the
 same client processes (the fd limit raised for them and the gateway with setrlimit); the
@@ -90,8 +90,14 @@ def feed(kafka: KafkaSettings, topics: Topics, stream: str, rate: float, seconds
 
 
 def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def rss_mib(pid: int) -> float:
@@ -185,13 +191,14 @@ def run_row(port: int, pid: int, kafka: KafkaSettings, topics: Topics, n_clients
             target=lambda: box.append(feed(kafka, topics, stream, rate, warm + seconds, stop)))
         feeder.start()
         time.sleep(warm)
-        cpu0, own0, t0 = cpu_seconds(pid), clients.cpu(), time.monotonic()
+        (user0, sys0), own0, t0 = cpu_split(pid), clients.cpu(), time.monotonic()
         feeder.join(warm + seconds + 30)
         stop.set()
         sent = box[0] if box else 0
         reports = clients.end(sent - 1)  # each waits (at most 5 s) for the last result
         wall = time.monotonic() - t0
-        gw_cpu, own = cpu_seconds(pid) - cpu0, clients.cpu() - own0
+        user1, sys1 = cpu_split(pid)
+        gw_cpu, own = user1 - user0 + sys1 - sys0, clients.cpu() - own0
     finally:
         clients.close()
     stats1 = get_json(f"http://127.0.0.1:{port}/api/stats")
@@ -207,6 +214,7 @@ def run_row(port: int, pid: int, kafka: KafkaSettings, topics: Topics, n_clients
         "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))],
         "drops": float(int(stats1["dropped_to_clients"]) - int(stats0["dropped_to_clients"])),
         "cpu_pct": 100 * gw_cpu / wall,
+        "sys_pct": 100 * (sys1 - sys0) / max(gw_cpu, 1e-9),
         "us_per_msg": 1e6 * gw_cpu / max(1, delivered),
         "client_cpu_pct": 100 * own / wall,
     }
@@ -214,14 +222,14 @@ def run_row(port: int, pid: int, kafka: KafkaSettings, topics: Topics, n_clients
 
 def print_header() -> None:
     print(f"{'clients':>7} {'offered/s':>10} {'delivered/s':>12} {'delivered':>10} "
-          f"{'p50 ms':>8} {'p99 ms':>8} {'drops':>6} {'gw CPU':>7} {'gw us/msg':>9} "
-          f"{'client CPU':>10}")
+          f"{'p50 ms':>8} {'p99 ms':>8} {'drops':>6} {'gw CPU':>7} {'of it sys':>9} "
+          f"{'gw us/msg':>9} {'client CPU':>10}")
 
 
 def print_row(r: dict[str, float], label: str = "") -> None:
     print(f"{int(r['clients']):>7} {r['offered_per_s']:>10.0f} {r['delivered_per_s']:>12.0f} "
           f"{r['delivered_pct']:>9.1f}% {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-          f"{r['drops']:>6.0f} {r['cpu_pct']:>6.0f}% {r['us_per_msg']:>9.1f} "
+          f"{r['drops']:>6.0f} {r['cpu_pct']:>6.0f}% {r['sys_pct']:>8.0f}% {r['us_per_msg']:>9.1f} "
           f"{r['client_cpu_pct']:>9.0f}%{label}", flush=True)
 
 
