@@ -1,41 +1,37 @@
 """The gateway's fan-out: Kafka records in (from the feed thread), websocket messages out.
 
-Runs on the event loop. Each result is paired with its frame (the producer's JPEG, untouched)
-and put in the bounded queue of every subscriber of its stream; results of a stream keep their
-order, duplicates (at-least-once replays) are dropped, and streams whose results lag behind
-(or that have none) have their newest frames sent alone, rate-limited, so a tile always shows
-the newest picture (gateway/pictures.py).
+Runs on the event loop; the pieces each have a module: batches come over from the feed thread
+in gateway/handover.py, results wait for their frames in gateway/pairing.py, messages reach
+their stream's viewers in gateway/subscribers.py, and streams whose results lag behind (or that
+have none) have their newest frames sent alone, rate-limited (gateway/pictures.py). This module
+routes each record to them, and owns their lifecycle.
 
 No record can stop it: each one is handled on its own, what cannot be read or raises is counted
-(gateway/intake.py) and the rest of the batch goes on; the batch's in-flight slot is given back
-whatever happens, so the feed thread never waits for good.
+(gateway/intake.py) and the rest of the batch goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
-from collections import deque
-from collections.abc import Callable
 
 from confluent_kafka import KafkaError, Message
 from prometheus_client import Counter
 
 from evi.topics import Topics
-from evi.wire import Result
 from gateway import intake
 from gateway.feed import Feed
+from gateway.handover import Handover
 from gateway.health import FeedHealth
 from gateway.intake import BAD_RECORDS, RECORDS, Bad, RateLimitedLog
 from gateway.monitor import Monitor
+from gateway.pairing import Pairing
 from gateway.pictures import AloneFrames
 from gateway.protocol import (
     frame_header,
     pack_message,
     removed_message,
-    result_header,
     status_message,
     stream_message,
 )
@@ -45,15 +41,9 @@ from gateway.streams import KindCounts, Registry, Streams, StreamState
 from gateway.subscribers import Subscribers
 
 FRAMES, RESULTS, REGISTRY = (RECORDS.labels(t) for t in ("frame", "result", "registry"))
-UNPAIRED = Counter("evi_gateway_unpaired_results_total", "Results sent without their frame")
 REFUSED = Counter(
     "evi_gateway_models_refused_total", "Results of a model past max_models on their stream"
 )
-
-MAX_BATCHES_IN_FLIGHT = 8  # the feed thread waits when the loop is this far behind
-RECORDS_PER_STEP = 256  # then the loop serves HTTP and websockets before it goes on
-IDLE_CACHE_S = 30.0  # frames kept for a stream that sends no more are let go after this
-SWEEP_EVERY_S = 5.0
 
 
 class Fanout:
@@ -68,35 +58,28 @@ class Fanout:
         self.alone = AloneFrames(s.frames_alone_after_ms, s.frames_alone_fps)
         self.started = time.time()
         self.health = FeedHealth(s.feed_stall_s)
-        self._cached: set[str] = set()  # streams with frames in their cache
-        self._pending: set[str] = set()  # streams with results waiting for their frames
-        self._next_sweep = 0.0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._in_flight = threading.Semaphore(MAX_BATCHES_IN_FLIGHT)
-        self._chunk = max(1, min(64, s.client_queue // 2))
-        self._budget = self._chunk  # messages this loop step may still publish
+        self.handover = Handover(self._handle, self._flush_all, self.health,
+                                 max(1, min(64, s.client_queue // 2)))
+        self.pairing = Pairing(s, self.streams, self.subscribers, self.alone, self._publish,
+                               self._room, self._flush_soon)
         self._flush_scheduled = False
-        self._batches: deque[list[Message]] = deque()  # handed over, not finished; oldest first
-        self._pos = 0  # records of the oldest batch already handled
-        self._dispatching = False  # a _dispatch step is scheduled
-        self._stopping = threading.Event()
         self._log = RateLimitedLog()
         self._frames_head = f"{self.topics.prefix}.frames."
         self._results_head = f"{self.topics.prefix}.results."
         self.assigned = asyncio.Event()
-        self.feed = Feed(s, self._batch_from_thread, self._idle_from_thread, self._assigned,
+        self.feed = Feed(s, self.handover.from_thread, self._idle_from_thread, self._assigned,
                          self.health)
         self.monitor = Monitor(s, self._counters, self._on_kafka_status)
         self._monitor_task: asyncio.Task[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self.handover.loop = asyncio.get_running_loop()
         self.feed.start()
         self._monitor_task = asyncio.create_task(self.monitor.run(), name="kafka-monitor")
 
     async def stop(self) -> None:
-        self._stopping.set()
+        self.handover.stopping.set()
         for sub in list(self.subscribers.all.values()):
             sub.close()
         if self._monitor_task:
@@ -114,37 +97,11 @@ class Fanout:
         return self.health.problem(self.feed.alive())
 
     # --- from the feed thread ----------------------------------------------------------------
-    def _call(self, fn: Callable[..., object], *args: object) -> bool:
-        assert self._loop is not None
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # loop closed: we are shutting down
-            return False
-        return True
-
-    def _batch_from_thread(self, batch: list[Message]) -> None:
-        self.health.handed()
-        while not self._in_flight.acquire(timeout=0.5):
-            if self._stopping.is_set():
-                self.health.done()
-                return
-        if not self._call(self._take, batch):
-            self._in_flight.release()
-            self.health.done()
-
-    def _later(self, fn: Callable[..., object], *args: object) -> bool:
-        """On the loop: run fn in a later step (False if the loop is closing)."""
-        try:
-            asyncio.get_running_loop().call_soon(fn, *args)
-        except RuntimeError:
-            return False
-        return True
-
     def _idle_from_thread(self) -> None:
-        self._call(self._flush_step)
+        self.handover.call(self._flush_step)
 
     def _assigned(self) -> None:
-        self._call(self.assigned.set)
+        self.handover.call(self.assigned.set)
 
     # --- event loop ---------------------------------------------------------------------------
     def _counters(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
@@ -152,41 +109,6 @@ class Fanout:
 
     def _on_kafka_status(self, ok: bool) -> None:
         self.subscribers.broadcast(status_message(ok))
-
-    def _take(self, batch: list[Message]) -> None:
-        """A batch from the feed thread: queued behind those not finished, so records are
-        handled in the order Kafka gave them even when a batch takes several loop steps."""
-        self._batches.append(batch)
-        if not self._dispatching:
-            self._dispatch()
-
-    def _dispatch(self) -> None:
-        """Handle queued batches; after every `_chunk` messages published (or RECORDS_PER_STEP
-        records), yield to the websocket writers and HTTP (the rest is scheduled again), so a
-        burst does not overflow the queues of clients that keep up nor starve the loop."""
-        self._dispatching = False
-        self._budget = self._chunk
-        self.health.stepped()
-        end = self._pos + RECORDS_PER_STEP  # records nobody wants publish nothing: bound them
-        while self._batches and self._budget > 0 and self._pos < end:
-            batch = self._batches[0]
-            i = self._pos
-            try:
-                while i < len(batch) and self._budget > 0 and i < end:
-                    i += 1
-                    self._handle(batch[i - 1])
-            finally:  # whatever happened, a finished batch gives its in-flight slot back
-                self._pos = i
-                if i >= len(batch):
-                    self._batches.popleft()
-                    end -= i
-                    self._pos = 0
-                    self._in_flight.release()
-                    self.health.done()
-        if self._batches:
-            self._dispatching = self._later(self._dispatch)
-        else:
-            self._flush_all()
 
     def _handle(self, m: Message) -> None:
         """One record: used, or counted and skipped — whatever it holds."""
@@ -213,7 +135,10 @@ class Fanout:
 
     def _publish(self, stream: str, message: bytes, latest: bool = False) -> None:
         if self.subscribers.publish(stream, message, latest):
-            self._budget -= 1
+            self.handover.published()
+
+    def _room(self) -> bool:
+        return self.handover.budget > 0
 
     def _on_registry(self, m: Message) -> None:
         REGISTRY.inc()
@@ -237,15 +162,9 @@ class Fanout:
         st.newest_ts = max(st.newest_ts, meta.ts_ms)
         wanted = self.subscribers.wanted(stream)
         if wanted:  # frames are kept only to pair with results someone will be sent
-            held = st.frames.get(meta.seq)
-            if held is None or held[0] != meta.ts_ms:
-                st.frames.pop(meta.seq, None)
-                st.frames[meta.seq] = (meta.ts_ms, value)
-                while len(st.frames) > self.s.frame_cache:
-                    st.frames.popitem(last=False)
-                self._cached.add(stream)
+            self.pairing.keep_frame(stream, st, meta.seq, meta.ts_ms, value)
         if st.pending:
-            self._flush(stream, st, now)
+            self.pairing.flush(stream, st, now)
         if fresh and wanted and self.alone.due(st.pictures, meta.ts_ms, now):
             self._publish(stream, pack_message(frame_header(meta), value), latest=True)
 
@@ -263,51 +182,10 @@ class Fanout:
             return  # a duplicate of a result already sent
         if not st.pending and not self.subscribers.wanted(r.stream):
             return  # counted; nobody to send it to
-        st.pending.append((now, r))
-        self._pending.add(r.stream)
-        self._flush(r.stream, st, now)
-
-    def _flush(self, stream: str, st: StreamState, now: float) -> None:
-        """Send a stream's waiting results, in order, as their frames arrive or their wait ends."""
-        queue = st.pending
-        wait = self.s.pair_wait_ms / 1000
-        while queue:
-            if self._budget <= 0:  # let the writers run first; the rest goes out next step
-                self._flush_soon()
-                return
-            t, r = queue[0]
-            held = st.frames.get(r.seq)
-            if held is not None and held[0] == r.ts_ms:
-                jpeg = held[1]
-            elif now - t < wait and st.newest_ts <= r.ts_ms:
-                return  # its frame may still come (no newer frame has been seen)
-            else:
-                jpeg = b""
-                UNPAIRED.inc()
-            queue.popleft()
-            self._send_result(stream, st, r, jpeg)
-        self._pending.discard(stream)
-
-    def _send_result(self, stream: str, st: StreamState, r: Result, jpeg: bytes) -> None:
-        if self.subscribers.wanted(stream):
-            self._publish(stream, pack_message(result_header(r, bool(jpeg)), jpeg))
-            if jpeg:
-                self.alone.paired(st.pictures, r.ts_ms)
+        self.pairing.add(r.stream, st, r, now)
 
     def _flush_all(self) -> None:
-        now = time.monotonic()
-        for stream in list(self._pending):
-            st = self.streams.get(stream)
-            if st is None:
-                self._pending.discard(stream)
-                continue
-            try:
-                self._flush(stream, st, now)
-            except Exception as e:  # a bug: lose this stream's waiting results, not the loop
-                st.pending.clear()
-                self._pending.discard(stream)
-                BAD_RECORDS.labels(self._results_head + "*", intake.ERROR).inc()
-                self._log.warning("flush", "flushing stream=%s raised %r", stream, e, exc=True)
+        self.pairing.flush_all(self._results_head + "*")
 
     def _flush_soon(self) -> None:
         if not self._flush_scheduled:
@@ -316,38 +194,12 @@ class Fanout:
 
     def _flush_step(self) -> None:
         self._flush_scheduled = False
-        self._budget = self._chunk
+        self.handover.budget = self.handover.chunk
         self._flush_all()
-        self._sweep()
-
-    def _sweep(self) -> None:
-        """Let go of idle streams, and of cached frames nobody will be sent."""
-        now = time.monotonic()
-        if now < self._next_sweep:
-            return
-        self._next_sweep = now + SWEEP_EVERY_S
-        self.streams.sweep(now)
-        for stream in list(self._cached):
-            st = self.streams.get(stream)
-            if st is None:
-                self._cached.discard(stream)
-            elif not st.pending and (
-                now - st.seen > IDLE_CACHE_S or not self.subscribers.wanted(stream)
-            ):
-                st.frames.clear()
-                self._cached.discard(stream)
+        self.pairing.sweep()
 
     def _evicted(self, stream: str, st: StreamState) -> None:
-        """A stream let go (idle, or past max_streams): its waiting results leave unpaired."""
-        while st.pending:
-            _, r = st.pending.popleft()
-            held = st.frames.get(r.seq)
-            jpeg = held[1] if held is not None and held[0] == r.ts_ms else b""
-            if not jpeg:
-                UNPAIRED.inc()
-            self._send_result(stream, st, r, jpeg)
-        self._pending.discard(stream)
-        self._cached.discard(stream)
+        self.pairing.evicted(stream, st)
 
     def _forget(self, stream: str) -> None:
         st = self.streams.remove(stream)

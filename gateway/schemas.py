@@ -121,7 +121,7 @@ class GatewayStats(BaseModel):
     records_read: int
     clients: int
     dropped_to_clients: int = Field(description="since start, also by clients now gone")
-    client_list: list[ClientView]
+    client_list: list[ClientView] = Field(description="the first 256 clients to connect")
 
 
 class Health(BaseModel):

@@ -3,15 +3,16 @@ oldest messages (counted) and never blocks the consumer or the other clients. A 
 (`latest`) replaces the one of its stream still queued, if any: a viewer needs only the newest
 picture, so frames never hold more than one place per stream and never crowd out results.
 
-Which streams someone wants is kept as a count per stream (O(1) per record, whatever the number
-of clients); per-stream loss counts go to `on_drop`, the owner of bounded per-stream state."""
+Clients are indexed by the streams they view, those of `ids=*` apart: a message costs O(its
+stream's viewers + the `ids=*` ones), whatever the number of other clients, and whether anyone
+wants a stream is O(1). Per-stream loss counts go to `on_drop`, the owner of bounded per-stream
+state."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import time
-from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -138,16 +139,18 @@ class Subscribers:
         self.on_drop = on_drop
         self.all: dict[str, Subscriber] = {}
         self.dropped_total = 0
-        self._wanted: Tally[str] = Tally()  # stream -> clients subscribed to it by id
-        self._every = 0  # clients subscribed to every stream
+        # Dicts, not sets: clients of a stream are offered a message in the order they came.
+        self._viewers: dict[str, dict[str, Subscriber]] = {}  # stream -> its clients by id
+        self._every: dict[str, Subscriber] = {}  # clients of every stream (ids=*) by id
 
     def add(self, streams: Iterable[str] | None, remote: str = "") -> Subscriber:
         sub = Subscriber(frozenset(streams) if streams is not None else None, self.maxlen, remote)
         self.all[sub.id] = sub
         if sub.streams is None:
-            self._every += 1
+            self._every[sub.id] = sub
         else:
-            self._wanted.update(sub.streams)
+            for stream in sub.streams:
+                self._viewers.setdefault(stream, {})[sub.id] = sub
         WS_CLIENTS.set(len(self.all))
         return sub
 
@@ -156,24 +159,30 @@ class Subscribers:
         sub.clear()
         if self.all.pop(sub.id, None) is not None:
             if sub.streams is None:
-                self._every -= 1
+                del self._every[sub.id]
             else:
-                self._wanted.subtract(sub.streams)
                 for stream in sub.streams:
-                    if self._wanted[stream] <= 0:
-                        del self._wanted[stream]
+                    viewers = self._viewers[stream]
+                    del viewers[sub.id]
+                    if not viewers:
+                        del self._viewers[stream]
         WS_CLIENTS.set(len(self.all))
 
     def wanted(self, stream: str) -> bool:
-        return self._every > 0 or stream in self._wanted
+        return bool(self._every) or stream in self._viewers
+
+    def viewers(self, stream: str) -> int:
+        """How many clients a message of this stream goes to."""
+        return len(self._viewers.get(stream, ())) + len(self._every)
 
     def publish(self, stream: str, message: bytes, latest: bool = False) -> int:
         """Offer to every interested client; return how many got it queued."""
         n = 0
-        for sub in self.all.values():
-            if sub.wants(stream):
-                n += 1
-                self._offer(sub, stream, message, latest)
+        for group in (self._viewers.get(stream), self._every):
+            if group:
+                for sub in group.values():
+                    self._offer(sub, stream, message, latest)
+                n += len(group)
         return n
 
     def broadcast(self, message: bytes) -> None:

@@ -3,6 +3,7 @@ here and nowhere else (the routes never reach into the fan-out's tables)."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import asdict
 
@@ -16,6 +17,9 @@ VIEW_ERRORS = Counter(
     "evi_gateway_view_errors_total", "Streams left out of a /api/streams answer (a bug, logged)"
 )
 _log = RateLimitedLog()
+# /api/stats lists the first clients only: 10,000 views built on the event loop would stall
+# every websocket for as long (`clients` counts them all).
+MAX_CLIENT_LIST = 256
 
 UNREGISTERED = {"source": "", "fps": 0.0, "width": 0, "height": 0, "status": "unknown",
                 "message": "", "producer": "", "updated_ms": 0}
@@ -74,5 +78,5 @@ class GatewayView:
             kinds=f.kinds(), topics=dict(f.feed.partitions), streams=len(self.stream_ids()),
             records_read=f.feed.records, clients=len(subs),
             dropped_to_clients=subs.dropped_total,
-            client_list=[s.view() for s in subs.all.values()],
+            client_list=[s.view() for s in itertools.islice(subs.all.values(), MAX_CLIENT_LIST)],
         )

@@ -29,13 +29,13 @@ class OfflineFanout(Fanout):
     instances: ClassVar[list[OfflineFanout]] = []
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self.handover.loop = asyncio.get_running_loop()
         self.monitor.kafka_ok, self.monitor.error = True, ""
         self.assigned.set()
         OfflineFanout.instances.append(self)
 
     async def stop(self) -> None:
-        self._stopping.set()
+        self.handover.stopping.set()
         for sub in list(self.subscribers.all.values()):
             sub.close()
 
@@ -45,11 +45,11 @@ class OfflineFanout(Fanout):
     def inject(self, batch: list[Message]) -> None:
         """From any thread but the loop's: as the feed thread hands a batch over."""
         self.health.tick()
-        self._batch_from_thread(batch)
+        self.handover.from_thread(batch)
 
     def run(self, fn: object) -> None:
         """Run a callable on the loop and wait for it (state is only touched there)."""
-        assert self._loop is not None and callable(fn)
+        assert self.handover.loop is not None and callable(fn)
         done = threading.Event()
 
         def call() -> None:
@@ -58,7 +58,7 @@ class OfflineFanout(Fanout):
             finally:
                 done.set()
 
-        self._loop.call_soon_threadsafe(call)
+        self.handover.loop.call_soon_threadsafe(call)
         assert done.wait(10)
 
 

@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 from confluent_kafka import Message
 
-import gateway.fanout as fanout_module
+import gateway.pairing as pairing_module
 from evi.settings import TopicSettings
 from gateway.fanout import Fanout
 from gateway.protocol import unpack_message
 from gateway.schemas import StreamStatsView
 from gateway.settings import GatewaySettings
 from gateway.subscribers import Subscriber
+from gateway.views import MAX_CLIENT_LIST, GatewayView
 from tests.gateway import records as rec
 from tests.gateway.feed import jpeg
 
@@ -27,8 +28,8 @@ def fanout(**kw: Any) -> Fanout:
 
 
 def feed(f: Fanout, msgs: list[Message]) -> None:
-    assert len(msgs) <= f._chunk, "one chunk: handled at once"
-    f._take(msgs)
+    assert len(msgs) <= f.handover.chunk, "one chunk: handled at once"
+    f.handover.take(msgs)
 
 
 def stats(f: Fanout, stream: str) -> StreamStatsView:
@@ -185,11 +186,11 @@ async def test_frame_copies_of_other_kinds_counted_once() -> None:
 
 async def test_big_batches_leave_room_for_writers() -> None:
     f = fanout(client_queue=8)
-    assert f._chunk == 4
+    assert f.handover.chunk == 4
     sub = f.subscribers.add(["cam1"])
     msgs = [rec.frame("cam1", s, 1000 + s, jpeg(s)) for s in range(12)]
     msgs += [rec.result("cam1", s, 1000 + s) for s in range(12)]
-    f._take(msgs)
+    f.handover.take(msgs)
     got: list[int] = []
     for _ in range(20):  # a fast client: reads everything between chunks
         got += [h["seq"] for h, _ in taken(sub) if h["type"] == "result"]
@@ -206,6 +207,44 @@ async def test_frames_of_streams_that_stopped_are_let_go(monkeypatch: pytest.Mon
     f.subscribers.add(None)
     feed(f, [rec.frame("cam1", 0, 1000, jpeg(0)), rec.frame("cam2", 0, 1000, jpeg(0))])
     assert cached(f) == {"cam1": [0], "cam2": [0]}
-    monkeypatch.setattr(fanout_module, "IDLE_CACHE_S", -1.0)
+    monkeypatch.setattr(pairing_module, "IDLE_CACHE_S", -1.0)
     f._flush_step()
     assert cached(f) == {} and "cam1" in f.streams, "stats stay, cached JPEGs go"
+
+
+async def test_results_reach_their_streams_viewers_without_touching_other_clients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    f = fanout()
+    others = [f.subscribers.add([f"s{i}"]) for i in range(2000)]
+    viewer, every = f.subscribers.add(["cam1"]), f.subscribers.add(None)
+    offered: list[str] = []
+    real_offer = Subscriber.offer
+
+    def offer(self: Subscriber, stream: str, message: bytes, latest: bool = False) -> str | None:
+        offered.append(self.id)
+        return real_offer(self, stream, message, latest)
+
+    def wants(self: Subscriber, stream: str) -> bool:
+        asked.append(self.id)
+        return True
+
+    asked: list[str] = []
+    monkeypatch.setattr(Subscriber, "offer", offer)
+    monkeypatch.setattr(Subscriber, "wants", wants)
+    feed(f, [m for s in range(3)
+             for m in (rec.frame("cam1", s, 1000 + s, jpeg(s)), rec.result("cam1", s, 1000 + s))])
+    assert sorted(offered) == sorted([viewer.id, every.id] * 3)
+    assert asked == [], "the 2,000 clients of other streams are not even asked"
+    for sub in (viewer, every):
+        assert [(h["type"], h["seq"], len(j) > 0) for h, j in taken(sub)] == [
+            ("result", s, True) for s in range(3)]
+    assert not any(s.queue for s in others)
+
+
+async def test_stats_list_the_first_clients_and_count_them_all() -> None:
+    f = fanout()
+    subs = [f.subscribers.add([f"s{i}"]) for i in range(MAX_CLIENT_LIST + 44)]
+    stats = GatewayView(f).stats()
+    assert stats.clients == MAX_CLIENT_LIST + 44
+    assert [c.id for c in stats.client_list] == [s.id for s in subs[:MAX_CLIENT_LIST]]

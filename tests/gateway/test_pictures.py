@@ -76,7 +76,7 @@ async def test_no_frame_goes_alone_while_results_keep_up() -> None:
         msgs.append(rec.frame("cam1", s, 5000 + 40 * s, JPEGS[s % 4]))
         if s >= 6:
             msgs.append(rec.result("cam1", s - 5, 5000 + 40 * (s - 5)))
-        if len(msgs) >= f._chunk - 1:
+        if len(msgs) >= f.handover.chunk - 1:
             feed(f, msgs)
             msgs = []
             await asyncio.sleep(0.002)
@@ -134,7 +134,7 @@ async def test_overload_of_12_streams_keeps_every_tile_in_pictures_and_queues_bo
             batch.append(rec.frame(cam, 300 + step, t0 + 12_000 + 40 * step, JPEGS[k % 4]))
             if step % 3 == 0:
                 batch.append(rec.result(cam, step, t0 + 40 * step))
-        f._take(batch)
+        f.handover.take(batch)
         for _ in range(10):
             got += taken(fast)
             await asyncio.sleep(0)

@@ -59,15 +59,15 @@ def test_readyz_fails_while_the_feed_makes_no_progress(
 
         # 2. The event loop takes no batch: it has records waiting and does not dispatch them.
         swallowed: list[Any] = []
-        f._take = swallowed.append  # type: ignore[method-assign,assignment]
+        f.handover.take = swallowed.append  # type: ignore[method-assign,assignment]
         feeder.pair("cam1", 1)
         feeder.flush()
         wait_until(lambda: readyz(c)[0] == 503, 10, "503 while batches wait")
         seen.append(readyz(c)[1])
-        del f._take
-        assert f._loop is not None
+        del f.handover.take
+        assert f.handover.loop is not None
         for batch in swallowed:  # handled for real now: their slots are given back
-            f._loop.call_soon_threadsafe(f._take, batch)
+            f.handover.loop.call_soon_threadsafe(f.handover.take, batch)
         wait_until(lambda: readyz(c) == (200, "ready"), 10, "ready again")
 
         # 3. The feed thread is gone.

@@ -17,7 +17,8 @@ from prometheus_client import REGISTRY
 import gateway.intake as intake_module
 from evi.settings import TopicSettings
 from evi.wire import Result
-from gateway.fanout import MAX_BATCHES_IN_FLIGHT, Fanout
+from gateway.fanout import Fanout
+from gateway.handover import MAX_BATCHES_IN_FLIGHT
 from gateway.health import FeedHealth
 from gateway.protocol import unpack_message
 from gateway.settings import GatewaySettings
@@ -56,9 +57,9 @@ def results_of(sub: Subscriber) -> list[tuple[str, int, int]]:
 
 def run(f: Fanout, batch: list[Message]) -> None:
     """As the feed thread hands a batch over (an in-flight slot, given back when done)."""
-    assert f._in_flight.acquire(timeout=1)
+    assert f.handover.in_flight.acquire(timeout=1)
     f.health.handed()
-    f._take(batch)
+    f.handover.take(batch)
 
 
 async def drain(sub: Subscriber | None = None) -> list[tuple[str, int, int]]:
@@ -88,7 +89,7 @@ async def test_malformed_records_are_counted_by_topic_and_reason_and_good_ones_f
     want = Counter((bad.message(rec.PREFIX).topic(), bad.reason) for bad in malformed.ALL)
     assert +counted == want
     assert results_of(sub) == [("good", s, 1000 + s) for s in range(len(malformed.ALL))]
-    assert f._in_flight._value == MAX_BATCHES_IN_FLIGHT and f.health.outstanding == 0
+    assert f.handover.in_flight._value == MAX_BATCHES_IN_FLIGHT and f.health.outstanding == 0
     assert list(f.streams) == ["good"] and len(f.registry) == 0
 
 
@@ -115,7 +116,7 @@ async def test_a_record_whose_handling_raises_costs_only_itself(
         got += results_of(sub) + await drain(sub)
     assert [s for _, s, _ in got] == list(range(0, 200, 2)), "every good one, in order"
     assert metric("evi_gateway_bad_records_total", topic=topic, reason="error") - before == 100
-    assert f._in_flight._value == MAX_BATCHES_IN_FLIGHT, "every slot given back"
+    assert f.handover.in_flight._value == MAX_BATCHES_IN_FLIGHT, "every slot given back"
     logged = [r for r in caplog.records if "raised" in r.getMessage()]
     assert len(logged) == 1, "one line per 10 s, not one per record"
 
@@ -176,7 +177,7 @@ async def test_idle_streams_are_let_go(monkeypatch: pytest.MonkeyPatch) -> None:
     assert st is not None
     st.seen -= 2  # last seen 2 s ago
     run(f, [rec.result("new", 0, 1000)])
-    f._next_sweep = 0
+    f.pairing.next_sweep = 0
     f._flush_step()
     assert list(f.streams) == ["new"]
 
@@ -205,7 +206,7 @@ async def test_frames_are_cached_only_for_streams_a_client_wants() -> None:
     run(f, [rec.frame(f"cam{i}", 1, 1001, jpeg(1)) for i in range(3)])
     assert cached(f) == {"cam1": [1]}
     f.subscribers.remove(sub)
-    f._next_sweep = 0
+    f.pairing.next_sweep = 0
     f._flush_step()
     assert cached(f) == {}
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.subscribers import Subscribers
+import pytest
+
+from gateway.subscribers import Subscriber, Subscribers
 
 
 async def test_slow_client_loses_its_oldest_and_others_keep_all() -> None:
@@ -52,3 +54,42 @@ async def test_control_messages_reach_everyone() -> None:
     subs.broadcast(b"status")
     assert [m for _, m in a.queue] == [b"status"] and [m for _, m in b.queue] == [b"status"]
     assert subs.dropped_total == 1 and lost == ["x"], "control messages are nobody's stream"
+
+
+async def test_a_message_is_offered_only_to_its_streams_viewers_and_ids_star(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fan-out is indexed: 1,000 clients of other streams are neither offered nor asked."""
+    offered: list[str] = []
+    asked: list[str] = []
+    real_offer = Subscriber.offer
+
+    def offer(self: Subscriber, stream: str, message: bytes, latest: bool = False) -> str | None:
+        offered.append(self.id)
+        return real_offer(self, stream, message, latest)
+
+    def wants(self: Subscriber, stream: str) -> bool:
+        asked.append(self.id)
+        return True
+
+    monkeypatch.setattr(Subscriber, "offer", offer)
+    monkeypatch.setattr(Subscriber, "wants", wants)
+    subs = Subscribers(maxlen=4)
+    others = [subs.add([f"other{i}", f"more{i}"]) for i in range(1000)]
+    x1, every, x2 = subs.add(["x"]), subs.add(None), subs.add(["x", "y"])
+    assert subs.viewers("x") == 3 and subs.viewers("other7") == 2 and subs.viewers("zz") == 1
+    for i in range(50):
+        assert subs.publish("x", b"x%d" % i) == 3
+    assert len(offered) == 150 and not asked, "only x's viewers and the ids=* one, each time"
+    assert sorted(set(offered)) == sorted([x1.id, every.id, x2.id])
+    assert subs.publish("y", b"y0") == 2 and offered[150:] == [x2.id, every.id]
+    assert [len(s.queue) for s in (x1, every, x2)] == [4, 4, 4]
+    assert every.queued()[-1] == b"y0" and x1.queued()[-1] == b"x49"
+    assert all(not s.queue for s in others)
+    for sub in others[:999]:
+        subs.remove(sub)
+    assert subs.viewers("other0") == 1 and subs.viewers("other999") == 2, "index follows removal"
+    subs.remove(every)
+    assert subs.publish("q", b"nobody") == 0 and not subs.wanted("q") and subs.wanted("more999")
+    subs.remove(x2)
+    assert subs.publish("y", b"gone") == 0 and not subs.wanted("y") and len(subs) == 2
