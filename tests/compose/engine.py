@@ -67,7 +67,10 @@ class Stack:
                  "EVI_KAFKA_PORT": str(self.kafka_port), "EVI_PUBLISH_ADDR": "127.0.0.1"}
         ca = extra_ca()
         if ca:
-            lines["EVI_EXTRA_CA"] = ca
+            # Inside the project folder: buildx reads no file outside it without consent.
+            copy = self.env_file.with_suffix(".ca.pem")
+            copy.write_bytes(Path(ca).read_bytes())
+            lines["EVI_EXTRA_CA"] = str(copy)
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
 
     @property

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from websockets.sync.client import connect
 
-from evi.settings import KafkaSettings
+from evi.settings import KafkaSettings, TopicSettings
 from evi.topics import Topics
 from evi.wire import H_SEQ, H_STREAM, decode_result
 from tests.compose.engine import Stack, engine_problem
@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.compose, pytest.mark.timeout(2400)]
 SERVICES = ("kafka", "topics", "producer", "processor-face", "gateway")
 STREAM = "sample-1"
 GROUP = "evi-processor-face"
-TOPICS = Topics()
+TOPICS = Topics(TopicSettings())
 BUILD_TIMEOUT = 1800  # a cold build: base packages, the locked wheels, models, INT8, Kafka jars
 timings: dict[str, float] = {}
 
@@ -60,6 +60,7 @@ def stack() -> Iterator[Stack]:
         LOGS.mkdir(parents=True, exist_ok=True)
         (LOGS / f"{s.project}.log").write_text("\n".join(s.log))
         s.env_file.unlink(missing_ok=True)
+        s.env_file.with_suffix(".ca.pem").unlink(missing_ok=True)
         print(f"\ncompose stack timings: {timings}")
 
 
