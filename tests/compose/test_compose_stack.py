@@ -136,10 +136,11 @@ def test_a_killed_processor_loses_no_frame(stack: Stack) -> None:
     time.sleep(3)  # frames keep coming while it is down
     stack.run("start", "processor-face", timeout=60)
     wait_until(lambda: stack.health()["processor-face"] == "healthy", 180,
-               "processor-face healthy again")
+               "processor-face healthy again", step=2)
     time.sleep(10)
     stack.run("stop", "producer", timeout=90)
-    wait_until(lambda: group_lag(kafka) == 0, 240, "the face group to commit every frame")
+    wait_until(lambda: group_lag(kafka) == 0, 240, "the face group to commit every frame",
+               step=2)
     frames = frame_keys(kafka)
     results = result_keys(kafka)
     missing = frames - set(results)
