@@ -46,7 +46,7 @@ plugin() {
   local binary="$CACHE/docker-$name-$version" go dir src
   if [ ! -x "$binary" ]; then
     go="$(go_bin)" || { log "no Go toolchain to build docker-$name"; return 1; }
-    log "building docker-$name $version from its Go module (once; ~1-3 min)"
+    log "building docker-$name $version from its Go module (once; a few minutes)"
     dir="$("$go" mod download -json "$module@$version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
     [ -n "$dir" ] || { log "could not download $module@$version"; return 1; }
     # The module cache is read-only; the build needs its own copy (go.mod's excludes apply

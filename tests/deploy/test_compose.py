@@ -312,6 +312,8 @@ def test_prometheus_scrapes_every_service(compose: Obj) -> None:
     assert [int(p) for p in compose["services"]["gateway"]["expose"]] == [gateway["metrics_port"]]
     assert ("processor-face", settings_of(compose, "processor-face")["web_port"]) in targets
     assert ("producer", settings_of(compose, "producer")["metrics_port"]) in targets
+    # Kafka's own metrics: the JMX exporter agent's port, exposed to the compose network only.
+    assert ("kafka", 9404) in targets and "9404" in compose["services"]["kafka"]["expose"]
     scaled = {n for j in config["scrape_configs"] for d in j.get("dns_sd_configs", [])
               for n in d["names"]}
     assert "processor-face" in scaled, "a scaled service needs DNS discovery (one A per replica)"
