@@ -71,7 +71,9 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 # System packages some tests use: Debian's chromium (browser test), kcat (replay recipes),
-# libturbojpeg0 (third JPEG encoder). CI installs them; `make test-deps` does it by hand.
+# libturbojpeg0 (third JPEG encoder), and tests/compose's Docker engine (docker.io, the compose
+# and buildx plugins, the base image: deploy/docker/engine.sh). CI installs them; `make
+# test-deps` does it by hand.
 test-deps:
 	bash .ci/system-deps
 

@@ -425,6 +425,10 @@ COMPOSE_SERVICE = """  ${service}:
       # The sample streams play in real time, as cameras do: stay live and count what is skipped
       # when behind (docs/scaling.md, "Which policy each deployment runs").
       EVI_POLICY: drop-stale
+      # OpenVINO's inference threads = the CPUs the container may use (below): more threads
+      # than CPUs only contend.
+      EVI_THREADS: ${PROCESSOR_CPUS}
+    cpus: ${PROCESSOR_CPUS}
     expose:
       - "9102"
     healthcheck:
@@ -441,6 +445,9 @@ COMPOSE_SERVICE = """  ${service}:
 """
 
 
+# Each processor container's CPUs and inference threads (one value, overridable at `up`).
+PROCESSOR_CPUS = "${EVI_PROCESSOR_CPUS:-1}"
+
 HEALTHZ = ("import urllib.request; "
            "urllib.request.urlopen('http://127.0.0.1:9102/healthz', timeout=2)")
 
@@ -452,7 +459,7 @@ def compose_file() -> str:
         service=f"processor-{g.suffix}",
         what=(f"{g.kind}, its default model {g.model}" if g.default
               else f"{g.kind} with {g.model} beside the default (group {g.group_id})"),
-        command=json.dumps(g.args), healthz=HEALTHZ,
+        command=json.dumps(g.args), healthz=HEALTHZ, PROCESSOR_CPUS=PROCESSOR_CPUS,
     ) for g in groups)
     text = replace_block(text, body, "  ", "docker-compose.yml")
     text = replace_line(text, r'^(\s+command: )\["kafka", "topics".*$', topics_args(groups),

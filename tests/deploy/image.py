@@ -30,8 +30,14 @@ class Image:
     installs: list[list[str]] = field(default_factory=list)  # the venv's `pip install`s' words
 
 
+# Wrappers that run the rest of the line as the command (deploy/docker/with-extra-ca: the
+# same command, trusting an optional extra CA).
+WRAPPERS = ("with-extra-ca",)
+
+
 def commands(run: Instruction) -> list[tuple[dict[str, str], list[str]]]:
-    """Each `&&`-joined command of a RUN: its `NAME=value` prefix and its words."""
+    """Each `&&`-joined command of a RUN: its `NAME=value` prefix and its words (a wrapper's
+    command's words)."""
     out = []
     for part in run.args.split("&&"):
         words = shlex.split(part)
@@ -39,6 +45,8 @@ def commands(run: Instruction) -> list[tuple[dict[str, str], list[str]]]:
         while words and "=" in words[0] and not words[0].startswith("-"):
             key, _, value = words.pop(0).partition("=")
             env[key] = value
+        while words and words[0] in WRAPPERS:
+            words.pop(0)
         out.append((env, words))
     return out
 

@@ -159,8 +159,12 @@ def compose_command(service: Obj, env: dict[str, str] | None = None) -> list[str
     return [COMPOSE_VAR.sub(lambda m: env.get(m[1]) or m[2] or "", str(c)) for c in command]
 
 
-def compose_env(service: Obj) -> dict[str, str]:
-    return {k: str(v) for k, v in service.get("environment", {}).items()}
+def compose_env(service: Obj, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The service's environment, `${NAME:-default}` interpolated as compose does (from `env`);
+    `${NAME:?error}` stays as written."""
+    env = env or {}
+    return {k: COMPOSE_VAR.sub(lambda m: env.get(m[1]) or m[2] or "", str(v))
+            for k, v in service.get("environment", {}).items()}
 
 
 PROMQL_METRIC = re.compile(r"\b(evi_[a-z0-9_]+)\b")

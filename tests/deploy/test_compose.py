@@ -23,6 +23,7 @@ from evi.settings import TopicSettings
 from gateway.settings import GatewaySettings
 from processors.models import default_models
 from processors.settings import ProcessorSettings
+from tests.deploy.dockerfile import parse
 from tests.deploy.support import (
     REPO,
     Obj,
@@ -34,6 +35,7 @@ from tests.deploy.support import (
 )
 
 SCHEMA = Path(__file__).parent / "schemas" / "compose-spec.json"
+KAFKA_DOCKERFILE = REPO / "deploy" / "kafka" / "Dockerfile"
 SCHEMA_SHA256 = "46b7d35f19dd93a05f8fea530291bf84d881c1791ec167ecf0e6fb94e639d496"
 EVI_SERVICES = ("topics", "producer", "processor-face", "gateway")
 # Properties that differ on purpose between the dev broker (kafka.sh) and the container.
@@ -109,11 +111,48 @@ def test_schema_rejects_a_typo(compose: Obj) -> None:
         jsonschema.Draft7Validator(schema).validate(bad)
 
 
-def test_kafka_is_the_official_image_of_our_release(compose: Obj) -> None:
+def test_kafka_is_built_from_the_dev_brokers_release(compose: Obj) -> None:
+    """Our image of pom.xml's jars by default; the official apache/kafka image of the same
+    release as the other target of the same Dockerfile (EVI_KAFKA_TARGET=apache)."""
     kafka = compose["services"]["kafka"]
-    assert kafka["image"] == f"apache/kafka:{pom_kafka_version()}"
+    version = pom_kafka_version()
+    assert kafka["image"] == f"evi-kafka:{version}"
+    build = kafka["build"]
+    assert build["context"] == "deploy/kafka"
+    assert build["target"] == "${EVI_KAFKA_TARGET:-local}"
+    assert build["args"] == {"KAFKA_VERSION": version}
+    args, stages = parse(KAFKA_DOCKERFILE)
+    assert args["KAFKA_VERSION"] == version and args["BASE_IMAGE"] == "debian:bookworm-slim"
+    bases = {st.name: st.base for st in stages}
+    assert bases == {"jre": "debian:bookworm-slim", "jars": "jre",
+                     "apache": f"apache/kafka:{version}", "local": "jre"}
+    assert stages[-1].name == "local", "a plain `docker build` makes the local image"
     cluster_id = compose_env(kafka)["CLUSTER_ID"]
     assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+def test_kafka_image_runs_the_pom_jars_on_debians_jre(compose: Obj) -> None:
+    _, stages = parse(KAFKA_DOCKERFILE)
+    by_name = {st.name: st for st in stages}
+    jre = " ".join(r.args for r in by_name["jre"].all("RUN"))
+    assert "openjdk-17-jre-headless" in jre
+    jars = " ".join(r.args for r in by_name["jars"].all("RUN"))
+    # The command kafka.sh's fetch runs, on the same pom.xml.
+    assert ("dependency:copy-dependencies -DoutputDirectory=/opt/kafka/libs "
+            "-DincludeScope=runtime") in jars
+    assert "dependency:copy-dependencies" in (REPO / "deploy/kafka/kafka.sh").read_text()
+    assert "io.prometheus.jmx:jmx_prometheus_javaagent:" in jars
+    for name in ("local", "apache"):
+        env = by_name[name].env()
+        assert "-javaagent:/opt/kafka/agent/jmx_prometheus_javaagent.jar=9404:" in env[
+            "KAFKA_OPTS"], name
+        copies = [c.words() for c in by_name[name].all("COPY") if c.flags.get("from") == "jars"]
+        assert ["/opt/kafka/agent", "/opt/kafka/agent"] in copies, name
+    local = by_name["local"]
+    (user,) = local.all("USER")
+    assert user.args.split(":")[0] != "0"
+    assert "maven" not in " ".join(r.args for r in local.all("RUN")), "no Maven at run time"
+    assert "9404" in compose["services"]["kafka"]["expose"]
 
 
 def test_kafka_config_matches_deploy_kafka(compose: Obj) -> None:
@@ -140,8 +179,34 @@ def test_kafka_is_reachable_from_the_other_containers(compose: Obj) -> None:
     for name in EVI_SERVICES:
         env = compose_env(compose["services"][name])
         assert env["EVI_KAFKA__BOOTSTRAP_SERVERS"] == internal, name
-    health = " ".join(compose["services"]["kafka"]["healthcheck"]["test"])
-    assert internal in health
+    # The probe runs inside the container: localhost, on the listener the others use.
+    health = compose["services"]["kafka"]["healthcheck"]["test"]
+    assert health == ["CMD", "/opt/kafka/kafka-ready", internal.split(":")[1]]
+
+
+def test_no_health_check_starts_a_jvm(compose: Obj) -> None:
+    for name, service in compose["services"].items():
+        test = " ".join(service.get("healthcheck", {}).get("test", []))
+        assert not re.search(r"\bjava\b|kafka-[a-z-]+\.sh", test), (name, test)
+
+
+def test_published_ports_bind_localhost_unless_the_user_opts_in(compose: Obj) -> None:
+    published = {name: s["ports"] for name, s in compose["services"].items() if "ports" in s}
+    assert set(published) == {"kafka", "gateway", "prometheus", "grafana"}
+    for name, ports in published.items():
+        for port in ports:
+            assert port.startswith("${EVI_PUBLISH_ADDR:-127.0.0.1}:"), (name, port)
+
+
+def test_each_processor_has_as_many_cpus_as_inference_threads(compose: Obj) -> None:
+    processors = {n: s for n, s in compose["services"].items() if n.startswith("processor-")}
+    assert len(processors) >= 2
+    for name, service in processors.items():
+        assert service["cpus"] == "${EVI_PROCESSOR_CPUS:-1}", name
+        assert service["environment"]["EVI_THREADS"] == service["cpus"], name
+        assert compose_env(service, {"EVI_PROCESSOR_CPUS": "3"})["EVI_THREADS"] == "3"
+        assert settings_of(compose, name)["threads"] == 1, "the default: one CPU, one thread"
+        assert service["restart"] == "unless-stopped", name
 
 
 def test_start_up_order_has_no_races(compose: Obj) -> None:
@@ -181,7 +246,8 @@ def test_services_listen_where_compose_looks(compose: Obj) -> None:
     gateway = settings_of(compose, "gateway")
     assert gateway["host"] == "0.0.0.0"
     assert gateway["port"] == GatewaySettings.model_fields["port"].default
-    assert services["gateway"]["ports"] == [f"{gateway['port']}:{gateway['port']}"]
+    assert services["gateway"]["ports"] == [
+        f"${{EVI_PUBLISH_ADDR:-127.0.0.1}}:${{EVI_GATEWAY_PORT:-8000}}:{gateway['port']}"]
     assert urlparse(health_url(services["gateway"])).port == gateway["port"]
     assert urlparse(health_url(services["gateway"])).path == "/readyz"
 
@@ -246,6 +312,8 @@ def test_prometheus_scrapes_every_service(compose: Obj) -> None:
     assert [int(p) for p in compose["services"]["gateway"]["expose"]] == [gateway["metrics_port"]]
     assert ("processor-face", settings_of(compose, "processor-face")["web_port"]) in targets
     assert ("producer", settings_of(compose, "producer")["metrics_port"]) in targets
+    # Kafka's own metrics: the JMX exporter agent's port, exposed to the compose network only.
+    assert ("kafka", 9404) in targets and "9404" in compose["services"]["kafka"]["expose"]
     scaled = {n for j in config["scrape_configs"] for d in j.get("dns_sd_configs", [])
               for n in d["names"]}
     assert "processor-face" in scaled, "a scaled service needs DNS discovery (one A per replica)"
@@ -268,7 +336,8 @@ def test_grafana_is_provisioned(compose: Obj) -> None:
         "datasources"]
     url = urlparse(ds["url"])
     assert url.hostname == "prometheus" and url.port == 9090
-    assert "9090:9090" in compose["services"]["prometheus"]["ports"]
+    assert compose["services"]["prometheus"]["ports"] == [
+        "${EVI_PUBLISH_ADDR:-127.0.0.1}:${EVI_PROMETHEUS_PORT:-9090}:9090"]
     (provider,) = yaml.safe_load((provisioning / "dashboards" / "evi.yml").read_text())[
         "providers"]
     assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
@@ -309,6 +378,9 @@ def test_images_are_exact_versions(compose: Obj) -> None:
         image = service["image"]
         if image == "evi:local":
             assert service["build"]["dockerfile"] == "deploy/docker/Dockerfile", name
+            continue
+        if name == "kafka":
+            assert image == f"evi-kafka:{pom_kafka_version()}"  # built: see above
             continue
         assert "build" not in service, name
         assert re.fullmatch(r"[a-z0-9./-]+(:v?\d+\.\d+\.\d+)?(@sha256:[0-9a-f]{64})?", image), image

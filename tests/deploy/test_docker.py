@@ -70,9 +70,10 @@ def test_ignore_rules_behave_like_docker() -> None:
 
 
 def test_stages(stages: list[Stage]) -> None:
-    assert [(s.base, s.name) for s in stages] == [("python:3.11-slim", "build"),
+    assert [(s.base, s.name) for s in stages] == [("python:3.11-slim", "python"),
+                                                  ("python", "build"),
                                                   ("build", "quantize"),
-                                                  ("python:3.11-slim", "final")]
+                                                  ("python", "final")]
     requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
     assert requires == ">=3.11"
 
@@ -102,8 +103,8 @@ def test_no_compiler_in_the_final_stage(stages: list[Stage]) -> None:
 
 def test_models_are_fetched_at_build_time(stages: list[Stage]) -> None:
     build, final = stage(stages, "build"), stages[-1]
-    runs = [r.args for r in build.all("RUN")]
-    assert any(r.strip() == "evi models fetch" for r in runs)
+    runs = [words for r in build.all("RUN") for _, words in image.commands(r)]
+    assert ["evi", "models", "fetch"] in runs
     module, func, _ = SERVICES["models"]
     assert hasattr(importlib.import_module(module), func), "`evi models` must exist to fetch"
     cache = build.env()["EVI_CACHE_DIR"]
@@ -211,8 +212,9 @@ def test_context_excludes_what_the_image_must_not_carry() -> None:
 
 
 def pip_installs(s: Stage) -> list[str]:
-    runs = [r.args for r in s.all("RUN")]
-    return [part.strip() for r in runs for part in r.split("&&") if "pip install" in part]
+    runs = [r for r in s.all("RUN")]
+    return [" ".join(words) for r in runs for _, words in image.commands(r)
+            if words[:2] == ["pip", "install"]]
 
 
 def test_dependencies_install_from_the_lock(stages: list[Stage]) -> None:
@@ -222,8 +224,10 @@ def test_dependencies_install_from_the_lock(stages: list[Stage]) -> None:
                                    "pip install --no-deps --no-build-isolation ."]
     copies = [c.words() for c in build.all("COPY")]
     assert ["requirements/runtime.txt", "./requirements/"] in copies
-    assert copies.index(["requirements/runtime.txt", "./requirements/"]) == 0, (
-        "the lock layer comes first: a code or pyproject edit does not reinstall it")
+    before = copies[:copies.index(["requirements/runtime.txt", "./requirements/"])]
+    assert all(src.startswith("deploy/docker/") for *srcs, _ in before for src in srcs), (
+        "the lock layer comes first (after the build's own helpers): a code or pyproject edit "
+        "does not reinstall it")
     assert build.env()["PATH"].startswith("/opt/venv/bin:")
     quantize = stage(stages, "quantize")
     assert pip_installs(quantize) == ["pip install --require-hashes -r requirements/quantize.txt"]
@@ -248,3 +252,33 @@ def test_every_lock_is_hash_checked(stages: list[Stage]) -> None:
             else:
                 assert words[-1] == "." and {"--no-deps", "--no-build-isolation"} <= set(words), (
                     s.name, words)
+
+
+def test_the_extra_ca_is_a_secret_of_the_runs_that_download(stages: list[Stage]) -> None:
+    """pip and `evi models fetch` (pip download) trust the optional CA bundle through a
+    BuildKit secret mounted for that RUN only: no COPY, ENV or ARG carries it into a layer."""
+    downloads = 0
+    for s in stages:
+        for run in s.all("RUN"):
+            words = [w for _, ws in image.commands(run) for w in ws]
+            fetches = ("install" in words and "-r" in words) or words[:3] == ["evi", "models",
+                                                                             "fetch"]
+            if fetches:
+                downloads += 1
+                assert run.flags.get("mount") == "type=secret,id=extra_ca", (s.name, run.args)
+                assert run.args.startswith("with-extra-ca "), run.args
+        for i in s.instructions:
+            assert "extra_ca" not in i.args or i.op == "RUN", (s.name, i.op, i.args)
+    assert downloads == 3  # the runtime lock, the models, the quantize lock
+    assert "syntax=" not in DOCKERFILE.read_text().split("\n")[0], (
+        "the engine's own frontend builds it: no frontend image to pull")
+
+
+def test_debian_or_python_base_get_the_same_python_path(stages: list[Stage]) -> None:
+    """The venv made in `build` links to /usr/local/bin/python, in `final` too: both stages
+    come from the `python` stage, which makes that path on plain Debian."""
+    python = stage(stages, "python")
+    assert [r.args for r in python.all("RUN")] == ["debian-python runtime"]
+    script = (REPO / "deploy" / "docker" / "debian-python").read_text()
+    assert "ln -sf python3.11 /usr/local/bin/python" in script
+    assert stage(stages, "build").base == "python" and stages[-1].base == "python"
