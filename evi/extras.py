@@ -31,7 +31,13 @@ NEEDS: dict[str, tuple[str, ...]] = {
 
 
 def missing_modules(extra: str) -> list[str]:
-    return [m for m in EXTRAS[extra] if find_spec(m) is None]
+    return [m for m in EXTRAS[extra] if not installed(m)]
+
+
+def installed(module: str) -> bool:
+    # An imported module is installed; and find_spec raises on faust once imported: faust
+    # swaps its module in sys.modules for a lazy one without __spec__.
+    return module in sys.modules or find_spec(module) is not None
 
 
 def install_hint(extras: tuple[str, ...]) -> str:

@@ -5,13 +5,14 @@ core-only venv (tests/deploy/test_wheel_install.py)."""
 
 from __future__ import annotations
 
+import sys
 from importlib.metadata import packages_distributions
 
 import pytest
 from packaging.utils import canonicalize_name
 
 from evi.cli import SERVICES
-from evi.extras import EXTRAS, NEEDS, install_hint, problem
+from evi.extras import EXTRAS, NEEDS, install_hint, missing_modules, problem
 from tests.deploy.pyproject import names, wanted
 
 
@@ -46,3 +47,16 @@ def test_nothing_is_refused_where_every_extra_is_installed(command: str) -> None
 def test_the_hint_is_a_pip_command_for_the_extras() -> None:
     assert install_hint(("processor",)) == "pip install 'evi[processor]'"
     assert install_hint(("processor", "producer")) == "pip install 'evi[processor,producer]'"
+
+
+def test_an_imported_module_without_a_spec_counts_as_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # faust replaces itself in sys.modules with a lazy module whose __spec__ is None, which
+    # makes importlib.util.find_spec raise ValueError once faust is imported.
+    import types
+
+    lazy = types.ModuleType("faust")
+    lazy.__spec__ = None
+    monkeypatch.setitem(sys.modules, "faust", lazy)
+    assert "faust" not in missing_modules("processor")
