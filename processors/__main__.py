@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--web-port", type=int, help="port of /metrics, /healthz, /readyz (0 = free)")
     p.add_argument("--batch-max", type=int, help="frames per micro-batch")
     p.add_argument("--decode-threads", type=int, help="JPEG decode threads")
+    p.add_argument("--infer-batch", type=int,
+                   help="frames per inference request under a backlog (1: one each)")
     p.add_argument("--cpu", dest="cpus", help="CPU affinity, e.g. 0 or 0,2-3 (taskset -c form)")
     p.add_argument("--threads", type=int, help="OpenVINO INFERENCE_NUM_THREADS (0 = model's)")
     p.add_argument("--concurrency", type=int, help="agent concurrency; must be 1 (see docs)")
@@ -55,8 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 FLAGS = (
     "kind", "model", "models_file", "group_id", "start_from", "web_port", "batch_max",
-    "decode_threads", "cpus", "threads", "concurrency", "commit_interval_s", "max_poll_interval_s",
-    "max_frame_bytes", "policy", "max_age_ms", "log_level",
+    "decode_threads", "infer_batch", "cpus", "threads", "concurrency", "commit_interval_s",
+    "max_poll_interval_s", "max_frame_bytes", "policy", "max_age_ms", "log_level",
 )  # fmt: skip
 
 
@@ -160,14 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(s.log_level)
     use_event_loop(s.event_loop)
     # Heavy imports after argument checks, so `--help` and bad flags answer at once.
-    from processors.app import create_app, group_for
+    from processors.app import Processor, group_for
     from processors.pipeline import FramePipeline
     from processors.shutdown import EX_SOFTWARE, DrainingWorker
 
     try:
         model, default_name = choose_model(s)
         pipeline = FramePipeline.create(s.kind, model, s.cache_dir, s.decode_threads,
-                                        s.decode_budget)  # fmt: skip
+                                        s.decode_budget, s.infer_batch)  # fmt: skip
     except ConfigError as e:
         die_on_config_error(e)
     try:
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline.close()
         return EX_SOFTWARE
     ensure_outputs(s)
-    proc = create_app(s, pipeline, group_for(s, model.name, default_name))
+    proc = Processor(s, pipeline, group_for(s, model.name, default_name))
     worker = DrainingWorker(
         proc.app, proc.lifecycle, loglevel=s.log_level, quiet=True, redirect_stdouts=False,
         override_logging=False,
