@@ -39,8 +39,10 @@ def meta(i: int, jpeg: bytes) -> FrameMeta:
 
 
 def flat(detections: list[Detection]) -> list[float]:
-    return [v for d in detections
-            for v in (d.score, d.x1, d.y1, d.x2, d.y2, *(c for p in d.keypoints or () for c in p))]  # fmt: skip
+    out: list[float] = []
+    for d in detections:
+        out += [d.score, d.x1, d.y1, d.x2, d.y2, *(c for p in d.keypoints or () for c in p)]
+    return out
 
 
 @pytest.fixture(scope="module", params=["blazeface-short", "mediapipe-pose"])
