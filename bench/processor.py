@@ -1,6 +1,7 @@
 """Processor throughput, three ways on the same cores, and where a frame's core time goes.
 
     python bench/processor.py [--frames 1200] [--rounds 3] [--seconds 4] [--cpu 0-1] [--threads 0]
+                              [--kind face|person] [--model blazeface-short-int8]
 
 (a) bare model: the best this machine does with the model, benchmark_app-style: an OpenVINO
     AsyncInferQueue kept full with one preprocessed tensor, swept over batch 1 and the worker's
@@ -49,7 +50,7 @@ from evi.settings import REPO_ROOT, KafkaSettings, TopicSettings
 from evi.topics import Topics
 from evi.wire import FrameMeta, frame_headers
 from processors.handler import CHUNK_MIN
-from processors.models import default_models, fetch_models
+from processors.models import default_models, fetch_models, select_model
 from processors.pipeline import FramePipeline
 from processors.settings import ProcessorSettings, parse_cpus
 from producers.sample import SampleClip
@@ -141,17 +142,18 @@ def cpu_seconds(pid: int) -> float:
 
 def real_worker(
     kafka: KafkaSettings, topics: Topics, n: int, group: str, cpus: str | None, threads: int,
-    broker: int, env: dict[str, str] | None = None,
+    broker: int, env: dict[str, str] | None = None, kind: str = "face", model: str | None = None,
 ) -> tuple[float, float, float]:
     """(c): a fresh worker (its own group) over the n preloaded frames: frames/s from the first
     to the last result's timestamp, its core ms/frame and the broker's over that span."""
-    results = topics.results("face")
+    results = topics.results(kind)
     c = Consumer(kafka.client_config() | {"group.id": f"bench-{uuid.uuid4().hex[:8]}",
                                           "enable.auto.commit": False})  # fmt: skip
     start = {p: high for p, (_, high) in watermarks(c, results, list(range(PARTITIONS))).items()}
     c.assign([TopicPartition(results, p, off) for p, off in start.items()])
-    cmd = [sys.executable, "-m", "evi.cli", "process", "--kind", "face", "--web-port", "0",
+    cmd = [sys.executable, "-m", "evi.cli", "process", "--kind", kind, "--web-port", "0",
            "--topic-prefix", topics.prefix, "--group-id", group, "--log-level", "WARNING"]
+    cmd += ["--model", model] if model else []
     cmd += ["--cpu", cpus] if cpus else []
     cmd += ["--threads", str(threads)] if threads else []
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
@@ -206,10 +208,10 @@ def _measure(c: Consumer, n: int, pid: int, broker: int) -> tuple[float, float, 
     return frames / ((hi - lo) / 1000), (w1 - w0) / frames * 1000, (b1 - b0) / frames * 1000
 
 
-def fresh_topics(kafka: KafkaSettings) -> Topics:
+def fresh_topics(kafka: KafkaSettings, kind: str = "face") -> Topics:
     topics = Topics(TopicSettings(prefix=f"bench{uuid.uuid4().hex[:8]}",
                                   frame_partitions=PARTITIONS))  # fmt: skip
-    ensure_topics(kafka, topics.specs(["face"]))
+    ensure_topics(kafka, topics.specs([kind]))
     return topics
 
 
@@ -224,6 +226,9 @@ def main() -> None:
                     "e.g. `--broker-cpu 0 --cpu 1`: the worker's cores are then its own, as they "
                     "are where the broker runs on other machines")
     ap.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
+    ap.add_argument("--kind", default="face", help="face or person")
+    ap.add_argument("--model", help="a built-in entry of the kind, e.g. blazeface-short-int8 "
+                    "(default: the kind's own)")
     a = ap.parse_args()
     if a.cpu:
         os.sched_setaffinity(0, parse_cpus(a.cpu))
@@ -235,7 +240,8 @@ def run(a: argparse.Namespace, broker: int) -> None:
     kafka = KafkaSettings(bootstrap_servers=a.bootstrap_servers)
     cache = REPO_ROOT / ".cache"
     fetch_models(cache)
-    model = default_models()["face"]
+    kind = a.kind
+    model = select_model(default_models(), kind, a.model)
     if a.threads:
         model = model.model_copy(update={"inference_threads": a.threads})
     defaults = ProcessorSettings()
@@ -244,14 +250,15 @@ def run(a: argparse.Namespace, broker: int) -> None:
     print(f"# bench/processor.py — {os.cpu_count()} CPUs, bench on "
           f"{sorted(os.sched_getaffinity(0))}, broker on {sorted(os.sched_getaffinity(broker))}, "
           f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, "
-          f"{model.name}, batch {batch} × {in_flight} in flight, {a.frames} frames/size")
+          f"{model.name}, batch {batch} × {in_flight} in flight, infer_batch "
+          f"{defaults.infer_batch}, {a.frames} frames/size")
     rows, stages = [], []
     for w, h in SIZES:
         frames = jpegs(w, h)
-        topics = fresh_topics(kafka)
-        p = FramePipeline.create("face", model, cache, batch=defaults.infer_batch)
+        topics = fresh_topics(kafka, kind)
+        p = FramePipeline.create(kind, model, cache, batch=defaults.infer_batch)
         try:
-            _preload(kafka, topics.frames("face"), frames, a.frames)
+            _preload(kafka, topics.frames(kind), frames, a.frames)
             bare, bare_ms, bare_how = best_bare(p, a.seconds)
             prep = per_call_ms(lambda p=p, j=frames[0]: p.prepare(j))  # type: ignore[misc]
             tensor, lb = p.prepare(frames[0])
@@ -261,11 +268,11 @@ def run(a: argparse.Namespace, broker: int) -> None:
             for r in range(a.rounds):  # (b) and (c) alternate: both see the same background load
                 b.append(in_process(p, frames, a.frames, batch, in_flight))
                 c.append(real_worker(kafka, topics, a.frames, f"{topics.prefix}-r{r}", a.cpu,
-                                     a.threads, broker))  # fmt: skip
+                                     a.threads, broker, kind=kind, model=model.name))  # fmt: skip
         finally:
             p.close()
             AdminClient(kafka.client_config()).delete_topics(
-                [spec.name for spec in topics.specs(["face"])], operation_timeout=30)
+                [spec.name for spec in topics.specs([kind])], operation_timeout=30)
         b_fps, b_ms = (median(x[i] for x in b) for i in (0, 1))
         c_fps, c_ms, broker_ms = (median(x[i] for x in c) for i in (0, 1, 2))
         ratio = median(cf[0] / bf[0] for bf, cf in zip(b, c, strict=True))
