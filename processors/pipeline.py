@@ -188,8 +188,12 @@ class FramePipeline:
     def _finish(
         self, meta: FrameMeta, outputs: Outputs | BaseException, prep: Letterbox, infer_ms: float
     ) -> Outcome:
-        if isinstance(outputs, BaseException):
-            return outputs if isinstance(outputs, BadFrame) else _bad("infer", outputs)
+        if isinstance(outputs, BadFrame):
+            return outputs
+        if isinstance(outputs, Exception):  # as stage("infer") names it for one frame
+            return _bad("infer", outputs)
+        if isinstance(outputs, BaseException):  # cancelled: not about the frame
+            raise outputs
         try:
             with stage("postprocess"):
                 detections = self.adapter.postprocess(outputs, prep)
