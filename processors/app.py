@@ -15,7 +15,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -41,6 +41,7 @@ from processors.sink import HEADROOM, Sink
 from processors.watchdog import Watchdog
 
 log = logging.getLogger("evi.processor")
+Page = Callable[[Any, Any], Awaitable[Any]]
 
 
 def pick_port(bind: str) -> int:
@@ -190,9 +191,11 @@ class Processor:
             lambda sender, *args, **kwargs: self._on_assigned()  # type: ignore[arg-type]
         )
         self.app.timer(s.lag_interval_s)(self._measure)
+        # faust makes a View of each page function, calling it as fun(view, request): plain
+        # functions, not bound methods.
         self.app.page("/metrics")(_metrics_page)
-        self.app.page("/healthz")(self._healthz)
-        self.app.page("/readyz")(self._readyz)
+        self.app.page("/healthz")(_health_page(self.health.live))
+        self.app.page("/readyz")(_health_page(self.health.ready))
 
     async def _infer(self, stream: faust.StreamT[bytes]) -> None:
         """The agent: take micro-batches and start them; `_emit` finishes them in order."""
@@ -261,13 +264,13 @@ class Processor:
         snap = self.tracker.update(ends, self.app.monitor.tp_committed_offsets or {})
         self.health.observe(snap, len(tps))
 
-    async def _healthz(self, web: Any, request: Any) -> Any:
-        ok, doc = self.health.live()
+
+def _health_page(check: Callable[[], tuple[bool, dict[str, Any]]]) -> Page:
+    async def page(web: Any, request: Any) -> Any:
+        ok, doc = check()
         return web.json(doc, status=200 if ok else 503)
 
-    async def _readyz(self, web: Any, request: Any) -> Any:
-        ok, doc = self.health.ready()
-        return web.json(doc, status=200 if ok else 503)
+    return page
 
 
 async def _metrics_page(web: Any, request: Any) -> Any:
