@@ -272,7 +272,7 @@ from processors.pipeline import FramePipeline
 from processors.settings import ProcessorSettings
 s = ProcessorSettings()
 m = default_models()["face"].model_copy(update={"inference_threads": 1})
-p = FramePipeline.create("face", m, REPO_ROOT / ".cache", decode_threads=1)
+p = FramePipeline.create("face", m, REPO_ROOT / ".cache", decode_threads=1, batch=s.infer_batch)
 frames = jpegs(640, 480)
 in_process(p, frames, 200, s.batch_max, s.batches_in_flight)  # warm-up
 print(in_process(p, frames, int(sys.argv[2]), s.batch_max, s.batches_in_flight)[0])

@@ -51,6 +51,8 @@ def process(
         help="port of /metrics, /healthz, /readyz (0 = free)")] = None,
     batch_max: Annotated[int | None, typer.Option(help="frames per micro-batch")] = None,
     decode_threads: Annotated[int | None, typer.Option(help="JPEG decode threads")] = None,
+    infer_batch: Annotated[int | None, typer.Option(
+        help="frames per inference request under a backlog (1: one each)")] = None,
     cpus: Annotated[str | None, typer.Option(
         "--cpu", help="CPU affinity, e.g. 0 or 0,2-3 (taskset -c form)")] = None,
     threads: Annotated[int | None, typer.Option(
@@ -81,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
 FLAGS = (
     "kind", "model", "models_file", "group_id", "start_from", "web_port", "batch_max",
-    "decode_threads", "cpus", "threads", "concurrency", "commit_interval_s", "max_poll_interval_s",
-    "max_frame_bytes", "policy", "max_age_ms",
+    "decode_threads", "infer_batch", "cpus", "threads", "concurrency", "commit_interval_s",
+    "max_poll_interval_s", "max_frame_bytes", "policy", "max_age_ms",
 )  # fmt: skip
 
 
@@ -182,14 +184,14 @@ def serve(a: argparse.Namespace) -> int:
     setup_logging(s.log_level)
     use_event_loop(s.event_loop)
     # Heavy imports after argument checks, so `--help` and bad flags answer at once.
-    from processors.app import create_app, group_for
+    from processors.app import Processor, group_for
     from processors.pipeline import FramePipeline
     from processors.shutdown import EX_SOFTWARE, DrainingWorker
 
     try:
         model, default_name = choose_model(s)
         pipeline = FramePipeline.create(s.kind, model, s.cache_dir, s.decode_threads,
-                                        s.decode_budget)  # fmt: skip
+                                        s.decode_budget, s.infer_batch)  # fmt: skip
     except ConfigError as e:
         die_on_config_error(e)
     try:
@@ -201,7 +203,7 @@ def serve(a: argparse.Namespace) -> int:
         pipeline.close()
         return EX_SOFTWARE
     ensure_outputs(s)
-    proc = create_app(s, pipeline, group_for(s, model.name, default_name))
+    proc = Processor(s, pipeline, group_for(s, model.name, default_name))
     worker = DrainingWorker(
         proc.app, proc.lifecycle, loglevel=s.log_level, quiet=True, redirect_stdouts=False,
         override_logging=False,

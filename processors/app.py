@@ -15,8 +15,8 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
@@ -41,6 +41,7 @@ from processors.sink import HEADROOM, Sink
 from processors.watchdog import Watchdog
 
 log = logging.getLogger("evi.processor")
+Page = Callable[[Any, Any], Awaitable[Any]]
 
 
 def pick_port(bind: str) -> int:
@@ -139,141 +140,142 @@ def faust_config(s: ProcessorSettings, group: str) -> dict[str, Any]:
 
 
 @dataclass
+class _Reach:
+    """When Kafka last answered a lag measurement, and whether its absence was logged."""
+
+    answered: float = field(default_factory=time.monotonic)
+    said: bool = False
+
+
 class Processor:
-    app: faust.App
-    lifecycle: Lifecycle
-    handler: FrameHandler
-    tracker: LagTracker
-    health: Health
-    sink: Sink
-    flight: Flight | None
-    watchdog: Watchdog
+    """One worker's faust app and the collaborators it wires, read top to bottom: built in
+    `__init__`, then the agent (`_infer`), the emitter (`_emit`) and acker beside it, the
+    rebalance hook, the lag timer and the web pages. `app` is what `evi process` runs."""
 
+    def __init__(self, s: ProcessorSettings, pipeline: FramePipeline, group: str) -> None:
+        topics = Topics(s.topics)
+        self.s = s
+        self.frames_topic = topics.frames(s.kind)
+        (s.cache_dir / "faust").mkdir(parents=True, exist_ok=True)  # faust mkdirs only the leaf
+        self.app = faust.App(**faust_config(s, group))
+        self.sink = Sink(s.kafka, s.topics.max_message_bytes, s.linger_ms, s.broker_outage_s)
+        self.tracker = LagTracker(s.kind, self.frames_topic, pipeline.model.name)
+        self.health = Health(s.kind, group, s.stall_timeout_s, pipeline.model.name)
+        self.lifecycle = Lifecycle(s.drain_timeout_s)
+        self.flight = (Flight(s.kafka, topics, group, self.frames_topic, s.quarantine_deaths,
+                              s.topics.max_message_bytes, s.broker_outage_s)
+                       if s.quarantine_deaths else None)  # fmt: skip
+        self.watchdog = Watchdog(s.frame_budget_s)
+        self.watchdog.start()
+        self.handler = FrameHandler(s, pipeline, self.sink, self.tracker.processed, self.flight,
+                                    self.watchdog)  # fmt: skip
+        self.acker = Acker(self.lifecycle.fatal)
+        self.resume = Resume(s.kafka, self.frames_topic, s.auto_offset_reset, s.start_from, group)
+        self.end_offsets = EndOffsets(s.kafka)
+        self.rates = (metrics.RateMeter(), metrics.RateMeter())  # inferred, dropped
+        self.reach = _Reach()
+        self.model = pipeline.model_name
+        # The agent starts a batch while the one before is still being finished (its last frames
+        # inferred, its results sent), so the pipeline never drains at a batch boundary.
+        self.in_flight = asyncio.Semaphore(s.batches_in_flight)
+        self.started: asyncio.Queue[Started] = asyncio.Queue()
+        self.lifecycle.flushed = self._flushed
 
-def create_app(s: ProcessorSettings, pipeline: FramePipeline, group: str) -> Processor:
-    topics = Topics(s.topics)
-    frames_topic = topics.frames(s.kind)
-    (s.cache_dir / "faust").mkdir(parents=True, exist_ok=True)  # faust mkdirs only the leaf
-    app = faust.App(**faust_config(s, group))
-    frames = app.topic(frames_topic, key_type=bytes, value_type=bytes)
-    sink = Sink(s.kafka, s.topics.max_message_bytes, s.linger_ms, s.broker_outage_s)
-    tracker = LagTracker(s.kind, frames_topic, pipeline.model.name)
-    health = Health(s.kind, group, s.stall_timeout_s, pipeline.model.name)
-    lifecycle = Lifecycle(s.drain_timeout_s)
-    flight = (Flight(s.kafka, topics, group, frames_topic, s.quarantine_deaths,
-                     s.topics.max_message_bytes, s.broker_outage_s)
-              if s.quarantine_deaths else None)  # fmt: skip
-    watchdog = Watchdog(s.frame_budget_s)
-    watchdog.start()
-    handler = FrameHandler(s, pipeline, sink, tracker.processed, flight, watchdog)
-    acker = Acker(lifecycle.fatal)
-    resume = Resume(s.kafka, frames_topic, s.auto_offset_reset, s.start_from, group)
-    proc = Processor(app, lifecycle, handler, tracker, health, sink, flight, watchdog)
-    within = s.batch_within_ms / 1000
-    # The agent starts a batch while the one before is still being finished (its last frames
-    # inferred, its results sent), so the pipeline never drains at a batch boundary.
-    in_flight = asyncio.Semaphore(s.batches_in_flight)
-    started: asyncio.Queue[Started] = asyncio.Queue()
+        frames = self.app.topic(self.frames_topic, key_type=bytes, value_type=bytes)
+        # concurrency=1 on purpose (settings.CONCURRENCY_WHY); emitter and acker run beside it.
+        self.app.agent(frames, name=f"{group}.infer", concurrency=s.concurrency)(self._infer)
+        self.app.task(self._emit)
+        self.app.task(self.acker.run)
+        # mode types receivers with a union mypy matches no plain function against.
+        self.app.on_rebalance_complete.connect(
+            lambda sender, *args, **kwargs: self._on_assigned()  # type: ignore[arg-type]
+        )
+        self.app.timer(s.lag_interval_s)(self._measure)
+        # faust makes a View of each page function, calling it as fun(view, request): plain
+        # functions, not bound methods.
+        self.app.page("/metrics")(_metrics_page)
+        self.app.page("/healthz")(_health_page(self.health.live))
+        self.app.page("/readyz")(_health_page(self.health.ready))
 
-    async def infer(stream: faust.StreamT[bytes]) -> None:
+    async def _infer(self, stream: faust.StreamT[bytes]) -> None:
+        """The agent: take micro-batches and start them; `_emit` finishes them in order."""
         take = stream.take_events  # type: ignore[attr-defined]  # missing from faust's StreamT
-        async for events in take(s.batch_max, within=within):
+        async for events in take(self.s.batch_max, within=self.s.batch_within_ms / 1000):
             handed(events)  # acks from here on are take_events' and ours: processors/handler.py
-            await lifecycle.admit()
-            await in_flight.acquire()
+            await self.lifecycle.admit()
+            await self.in_flight.acquire()
             try:
-                started.put_nowait(await handler.start(events))
+                self.started.put_nowait(await self.handler.start(events))
             except Exception as e:  # not about a frame (those are handled inside): crash
-                in_flight.release()
-                lifecycle.fatal(e, f"batch at {_where(events)}")
+                self.in_flight.release()
+                self.lifecycle.fatal(e, f"batch at {_where(events)}")
 
-    async def emit() -> None:
+    async def _emit(self) -> None:
         """Finish started batches in order (results out) and hand them to the acker."""
         failed = False
         while True:
-            batch = await started.get()
+            batch = await self.started.get()
             try:
                 if not failed:  # after a failure, later batches stay pinned: replayed
-                    await acker.submit(batch.events, await handler.finish(batch))
+                    await self.acker.submit(batch.events, await self.handler.finish(batch))
             except Exception as e:  # as in the agent: crash the worker
                 failed = True
-                lifecycle.fatal(e, f"batch at {_where(batch.events)}")
+                self.lifecycle.fatal(e, f"batch at {_where(batch.events)}")
             finally:
-                in_flight.release()
-                started.task_done()
+                self.in_flight.release()
+                self.started.task_done()
 
-    async def flushed() -> None:
+    async def _flushed(self) -> None:
         """Batches started before a fatal error are finished and delivered (so committed)."""
-        await started.join()
-        await acker.join()
+        await self.started.join()
+        await self.acker.join()
 
-    lifecycle.flushed = flushed
-    # concurrency=1 on purpose (settings.CONCURRENCY_WHY); emitter and acker run beside it.
-    app.agent(frames, name=f"{group}.infer", concurrency=s.concurrency)(infer)
-    app.task(emit)
-    app.task(acker.run)
-
-    async def on_assigned() -> None:
+    async def _on_assigned(self) -> None:
         # Before faust resumes fetching: a commit for every partition, and the seek to it.
-        committed = await resume.on_assigned(cast(Consumer, app.consumer))
-        tracker.on_assigned(committed)
-        if flight is not None:  # batches wait until the last owners' records are read
-            flight.on_assigned(committed)
+        committed = await self.resume.on_assigned(cast(Consumer, self.app.consumer))
+        self.tracker.on_assigned(committed)
+        if self.flight is not None:  # batches wait until the last owners' records are read
+            self.flight.on_assigned(committed)
 
-    # mode types receivers with a union mypy matches no plain function against.
-    app.on_rebalance_complete.connect(
-        lambda sender, *args, **kwargs: on_assigned()  # type: ignore[arg-type]
-    )
-
-    rates = (metrics.RateMeter(), metrics.RateMeter())
-    end_offsets = EndOffsets(s.kafka)
-    model = pipeline.model_name
-
-    answered = [time.monotonic()]  # the last time Kafka answered a measurement
-    away_said = [False]
-
-    async def measure() -> None:
-        infer_fps = rates[0].rate(handler.inferred)
-        drop_fps = rates[1].rate(handler.dropped)
-        metrics.FPS.labels(s.kind, model).set(round(infer_fps, 2))
-        metrics.DROP_RATIO.labels(s.kind, model).set(round(drop_fps / infer_fps, 3)
-                                                    if infer_fps > 0 else 0.0)  # fmt: skip
-        tps = {tp for tp in app.consumer.assignment() if tp.topic == frames_topic}
+    async def _measure(self) -> None:
+        """Rates, lag and health, every `lag_interval_s`."""
+        s, handler = self.s, self.handler
+        infer_fps = self.rates[0].rate(handler.inferred)
+        drop_fps = self.rates[1].rate(handler.dropped)
+        metrics.FPS.labels(s.kind, self.model).set(round(infer_fps, 2))
+        metrics.DROP_RATIO.labels(s.kind, self.model).set(
+            round(drop_fps / infer_fps, 3) if infer_fps > 0 else 0.0)  # fmt: skip
+        tps = {tp for tp in self.app.consumer.assignment() if tp.topic == self.frames_topic}
         try:
-            ends = await end_offsets(tps)
+            ends = await self.end_offsets(tps)
         except (KafkaException, TimeoutError) as e:
             # The broker away: said once; past broker_outage_s the worker gives up even with
             # nothing to deliver (a delivery would fail at the same bound), and is restarted.
-            away = time.monotonic() - answered[0]
+            away = time.monotonic() - self.reach.answered
             if away > s.broker_outage_s:
-                lifecycle.fatal(e, f"Kafka has not answered for {away:.0f} s (broker_outage_s)")
-            elif not away_said[0]:
-                away_said[0] = True
+                self.lifecycle.fatal(e, f"Kafka has not answered for {away:.0f} s "
+                                        "(broker_outage_s)")  # fmt: skip
+            elif not self.reach.said:
+                self.reach.said = True
                 log.warning("cannot measure lag (Kafka away?): %s; giving up after %g s",
                             e.args[0] if e.args else e, s.broker_outage_s)  # fmt: skip
             return
-        answered[0], away_said[0] = time.monotonic(), False
-        snap = tracker.update(ends, app.monitor.tp_committed_offsets or {})
-        health.observe(snap, len(tps))
+        self.reach = _Reach()
+        snap = self.tracker.update(ends, self.app.monitor.tp_committed_offsets or {})
+        self.health.observe(snap, len(tps))
 
-    app.timer(s.lag_interval_s)(measure)
 
-    @app.page("/metrics")
-    async def metrics_page(web: Any, request: Any) -> Any:
-        # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway.
-        return web.bytes(generate_latest(), content_type="text/plain; version=0.0.4")
-
-    @app.page("/healthz")
-    async def healthz(web: Any, request: Any) -> Any:
-        ok, doc = health.live()
+def _health_page(check: Callable[[], tuple[bool, dict[str, Any]]]) -> Page:
+    async def page(web: Any, request: Any) -> Any:
+        ok, doc = check()
         return web.json(doc, status=200 if ok else 503)
 
-    @app.page("/readyz")
-    async def readyz(web: Any, request: Any) -> Any:
-        ok, doc = health.ready()
-        return web.json(doc, status=200 if ok else 503)
+    return page
 
-    return proc
+
+async def _metrics_page(web: Any, request: Any) -> Any:
+    # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway.
+    return web.bytes(generate_latest(), content_type="text/plain; version=0.0.4")
 
 
 def _where(events: Sequence[EventT[Any]]) -> str:

@@ -35,7 +35,7 @@ from evi.wire import H_TS, MAX_TS_MS, FrameMeta, Result, encode_result, parse_fr
 from processors import metrics
 from processors.deadletter import DeadLetters, Sender, where
 from processors.fairness import Candidate, StalePolicy
-from processors.pipeline import FramePipeline
+from processors.pipeline import FramePipeline, Outcome
 from processors.quarantine import Flight
 from processors.settings import ProcessorSettings
 from processors.watchdog import Watchdog
@@ -100,8 +100,16 @@ class Acker:
         await self._queue.join()
 
 
-Outcome = Result | BadFrame
-Job = Awaitable[Result] | Outcome  # running, or already settled (quarantined, run alone)
+@dataclass(frozen=True, slots=True)
+class Share:
+    """A frame's place in a running chunk of frames (FramePipeline.run_many)."""
+
+    chunk: asyncio.Future[list[Outcome]]
+    index: int
+
+
+Job = Share | Outcome  # running, or already settled (quarantined, run alone)
+CHUNK_MIN = 4
 SYSTEMIC = frozenset({"infer-error", "postprocess-error"})  # may be the model's, not the frame's
 
 
@@ -143,6 +151,8 @@ class FrameHandler:
         self.stale = StalePolicy(s.max_age_ms, s.stale_keep_ms) if drop else None
         self.inferred = 0
         self.dropped = 0
+        # Frames per task: the model's batch, at least a few (one decode-thread job each).
+        self.chunk = max(pipeline.batch, CHUNK_MIN)
         self._running: set[asyncio.Future[Any]] = set()  # each started batch's frames, gathered
         self.frames = metrics.FRAMES.labels(self.kind, self.model)
         self.stale_frames = metrics.DROPPED.labels(self.kind, self.model, "stale")
@@ -225,21 +235,28 @@ class FrameHandler:
             self.flight.settled(msg.partition, msg.offset)
         return out
 
-    async def _run(self, good: list[tuple[EventT[Any], FrameMeta]]
-                   ) -> dict[int, asyncio.Future[Result]]:  # fmt: skip
-        """Start every frame now: decode, inference and postprocess overlap across the batch
-        (and with the previous batch, which `finish` may still be sending)."""
+    async def _run(self, good: list[tuple[EventT[Any], FrameMeta]]) -> dict[int, Share]:
+        """Start every frame now, `chunk` frames to a task: decode, inference and postprocess
+        overlap across the batch's chunks (and with the previous batch, which `finish` may still
+        be sending). A chunk is one decode-thread job and, under a backlog, one inference
+        request for all its frames (FramePipeline.run_many): few Python objects per frame."""
         if not good:
             return {}
         frames = [(e.message.partition, e.message.offset) for e, _ in good]
         if self.flight is not None:
             await self.flight.mark(frames)  # in Kafka before any of them runs
-        run = self.pipeline.run
-        jobs: dict[int, asyncio.Future[Result]] = {
-            id(e): asyncio.ensure_future(run(m, e.message.value or b"")) for e, m in good
-        }
+        run, size = self.pipeline.run_many, self.chunk
+        jobs: dict[int, Share] = {}
+        chunks: list[asyncio.Future[list[Outcome]]] = []
+        for at in range(0, len(good), size):
+            part = good[at : at + size]
+            values = [e.message.value or b"" for e, _ in part]
+            chunks.append(asyncio.ensure_future(run([m for _, m in part], values)))
+            chunk = chunks[-1]
+            for i, (e, _) in enumerate(part):
+                jobs[id(e)] = Share(chunk, i)
         token = self.watchdog.begin(_ident(*good[0], len(good))) if self.watchdog else None
-        running = asyncio.gather(*jobs.values(), return_exceptions=True)
+        running = asyncio.gather(*chunks, return_exceptions=True)
         self._running.add(running)
 
         def finished(_: object) -> None:
@@ -262,14 +279,14 @@ class FrameHandler:
                     outcomes.append((event, meta, job))
                     continue
                 try:
-                    outcomes.append((event, meta, await job))
-                except Exception as e:  # BadFrame from a stage, or a bug: one frame's either way
+                    outcomes.append((event, meta, (await job.chunk)[job.index]))
+                except Exception as e:  # a bug, not about one frame alone: its frames' anyway
                     outcomes.append((event, meta, e if isinstance(e, BadFrame)
                                      else _unforeseen("frame", e)))  # fmt: skip
         finally:
             for _, _, job in batch.jobs:
-                if isinstance(job, asyncio.Future):
-                    job.cancel()  # no-op for finished ones; a failed batch leaves nothing running
+                if isinstance(job, Share):
+                    job.chunk.cancel()  # no-op for finished ones; a failed batch leaves none
         self._count_errors(outcomes)
         # The whole batch goes out in one go, so librdkafka puts it in one produce request:
         # results sent as each frame finished trickled into ~3 requests per partition and

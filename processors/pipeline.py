@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from evi.errors import BadFrame, ConfigError
 from evi.topics import check_kind
@@ -23,7 +25,34 @@ from processors.adapters.base import U8, Adapter, Letterbox
 from processors.decode import DEFAULT_BUDGET, decode_jpeg
 from processors.jpeg_header import DecodeBudget
 from processors.models import ModelConfig, ModelUnavailable, fetch_models, fetchable_paths
-from processors.runtime import Runtime
+from processors.runtime import Outputs, Runtime
+
+Outcome = Result | BadFrame
+
+
+def _bad(name: str, e: BaseException) -> BadFrame:
+    return BadFrame(f"{name}-error", f"{type(e).__name__}: {e}"[:500])
+
+
+async def run_each(
+    run: Callable[[FrameMeta, bytes], Awaitable[Result]],
+    metas: Sequence[FrameMeta], jpegs: Sequence[bytes],
+) -> list[Outcome]:  # fmt: skip
+    """`run_many`'s contract from a one-frame `run`: every frame at once, each its own outcome
+    (a stand-in pipeline's, in tests)."""
+    done = await asyncio.gather(*(run(m, j) for m, j in zip(metas, jpegs, strict=True)),
+                                return_exceptions=True)  # fmt: skip
+    out: list[Outcome] = []
+    for d in done:
+        if isinstance(d, Exception) and not isinstance(d, BadFrame):
+            d = _bad("frame", d)
+        elif isinstance(d, BaseException) and not isinstance(d, BadFrame):
+            raise d  # cancelled, interrupted: not about a frame
+        out.append(d)
+    return out
+
+
+_PENDING = BadFrame("internal-error", "not run")  # a slot of run_many's list, always replaced
 
 
 @contextmanager
@@ -35,7 +64,7 @@ def stage(name: str) -> Iterator[None]:
     except BadFrame:
         raise
     except Exception as e:
-        raise BadFrame(f"{name}-error", f"{type(e).__name__}: {e}"[:500]) from e
+        raise _bad(name, e) from e
 
 
 class FramePipeline:
@@ -55,7 +84,7 @@ class FramePipeline:
     @classmethod
     def create(
         cls, kind: str, model: ModelConfig, cache_dir: Path, decode_threads: int = 2,
-        budget: DecodeBudget = DEFAULT_BUDGET,
+        budget: DecodeBudget = DEFAULT_BUDGET, batch: int = 1,
     ) -> FramePipeline:  # fmt: skip
         """Build the adapter, fetch the model file if it is one we can fetch, compile it."""
         check_kind(kind)
@@ -77,6 +106,7 @@ class FramePipeline:
             threads=model.inference_threads,
             cache_dir=cache_dir,
             configure=adapter.configure,
+            batch=batch,
         )
         return cls(kind, model, adapter, runtime, decode_threads, budget)
 
@@ -105,6 +135,70 @@ class FramePipeline:
         # would add latency without freeing the loop.
         with stage("postprocess"):
             detections = self.adapter.postprocess(outputs, prep)
+        return self._result(meta, detections, infer_ms)
+
+    @property
+    def batch(self) -> int:
+        """Frames one inference request takes (1 when the model cannot be batched)."""
+        return self.runtime.batch
+
+    async def run_many(self, metas: Sequence[FrameMeta], jpegs: Sequence[bytes]) -> list[Outcome]:
+        """Frames of a backlog, together: one decode-thread job decodes them all, one request of
+        `batch` frames infers them when more than half of it is filled (the rest is padding),
+        else a request each. One frame's failure is its own BadFrame; the others go on."""
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(self._pool, self._prepare_all, jpegs)
+        out: list[Outcome] = [p if isinstance(p, BadFrame) else _PENDING for p in prepared]
+        ready = [(i, p) for i, p in enumerate(prepared) if not isinstance(p, BadFrame)]
+        if not ready:
+            return out
+        t0 = time.perf_counter()
+        runs: list[Outputs | BaseException]
+        if self.batch > 1 and 2 * len(ready) > self.batch:
+            runs = await self._infer_batched([t for _, (t, _) in ready])
+        else:
+            infer = self.runtime.infer
+            runs = await asyncio.gather(*(infer(t) for _, (t, _) in ready),
+                                        return_exceptions=True)  # fmt: skip
+        infer_ms = (time.perf_counter() - t0) * 1000
+        for (i, (_, prep)), outputs in zip(ready, runs, strict=True):
+            out[i] = self._finish(metas[i], outputs, prep, infer_ms)
+        return out
+
+    async def _infer_batched(self, tensors: list[U8]) -> list[Outputs | BaseException]:
+        """One request for up to `batch` tensors ([1,...] each); each frame's outputs, [1,...]."""
+        n = len(tensors)
+        if n < self.batch:  # zero frames fill the request; their outputs are never read
+            tensors = tensors + [np.zeros_like(tensors[0])] * (self.batch - n)
+        try:
+            outputs = await self.runtime.infer(np.concatenate(tensors))
+        except Exception as e:
+            return [e] * n
+        return [{name: a[i : i + 1] for name, a in outputs.items()} for i in range(n)]
+
+    def _prepare_all(self, jpegs: Sequence[bytes]) -> list[tuple[U8, Letterbox] | BadFrame]:
+        out: list[tuple[U8, Letterbox] | BadFrame] = []
+        for jpeg in jpegs:
+            try:
+                out.append(self.prepare(jpeg))
+            except Exception as e:  # BadFrame from a stage; anything else is the frame's too
+                out.append(e if isinstance(e, BadFrame) else _bad("frame", e))
+        return out
+
+    def _finish(
+        self, meta: FrameMeta, outputs: Outputs | BaseException, prep: Letterbox, infer_ms: float
+    ) -> Outcome:
+        if isinstance(outputs, BadFrame):
+            return outputs
+        if isinstance(outputs, Exception):  # as stage("infer") names it for one frame
+            return _bad("infer", outputs)
+        if isinstance(outputs, BaseException):  # cancelled: not about the frame
+            raise outputs
+        try:
+            with stage("postprocess"):
+                detections = self.adapter.postprocess(outputs, prep)
+        except BadFrame as bad:
+            return bad
         return self._result(meta, detections, infer_ms)
 
     def run_sync(self, meta: FrameMeta, jpeg: bytes) -> Result:

@@ -59,6 +59,9 @@ class ProcessorSettings(ServiceSettings):
     # Batches in the pipeline at once: 2 lets the next batch start while the last one finishes.
     batches_in_flight: int = Field(2, ge=1, le=8)
     decode_threads: int = Field(2, ge=1, le=64)
+    # Frames one inference request takes under a backlog (a second compile of the model with
+    # this batch; 1 turns it off). At live rates batches are a frame or two and run one by one.
+    infer_batch: int = Field(4, ge=1, le=64)
     # The event loop runs faust, the pipeline's callbacks and postprocess: its speed is the
     # worker's (bench/processor.py). uvloop when importable (uvicorn[standard] brings it).
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"

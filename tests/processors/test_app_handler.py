@@ -18,6 +18,7 @@ from evi.topics import Topics
 from evi.wire import Detection, FrameMeta, Result, decode_result, frame_headers
 from processors import metrics
 from processors.handler import Acker, FrameHandler, PinnedEvent, handed
+from processors.pipeline import Outcome, run_each
 from processors.settings import ProcessorSettings
 from tests.processors.fakes import FakeEvent, FakeSink
 
@@ -27,7 +28,14 @@ BOOM = b"\xff\xd8\xff\xe0 boom"
 
 
 class FakePipeline:
+    """One frame at a time through `run` (tests replace it), as FramePipeline.run_many's
+    contract says: each frame its own Result or BadFrame."""
+
     model_name = "fake-model"
+    batch = 1
+
+    async def run_many(self, metas: list[FrameMeta], jpegs: list[bytes]) -> list[Outcome]:
+        return await run_each(self.run, metas, jpegs)
 
     async def run(self, meta: FrameMeta, jpeg: bytes) -> Result:
         await asyncio.sleep(random.uniform(0, 0.01))  # frames of a batch finish out of order
