@@ -80,6 +80,19 @@ def test_every_service_is_healthy_and_only_localhost_is_published(stack: Stack) 
     assert http_ok(f"http://127.0.0.1:{stack.gateway_port}/readyz")
 
 
+def test_the_gateway_runs_its_own_image_without_the_inference_packages(stack: Stack) -> None:
+    probe = ("import importlib.util as u; print(' '.join(m for m in ('openvino', 'faust', 'cv2', "
+             "'skimage', 'nncf', 'fastapi', 'confluent_kafka') if u.find_spec(m)))")
+    r = stack.run("exec", "-T", "gateway", "python", "-c", probe, timeout=60)
+    assert r.stdout.split() == ["fastapi", "confluent_kafka"], r.stdout
+    r = stack.run("exec", "-T", "processor-face", "python", "-c", probe, timeout=60)
+    assert {"openvino", "faust", "cv2"} <= set(r.stdout.split()), r.stdout
+    r = stack.run("ps", "--format", "{{.Service}} {{.Image}}", timeout=30)
+    images = dict(line.split() for line in r.stdout.splitlines() if line.strip())
+    assert images["gateway"] == "evi-gateway:local", images
+    assert images["processor-face"] == "evi:local", images
+
+
 def test_a_websocket_client_sees_results_of_the_sample_stream(stack: Stack) -> None:
     url = f"ws://127.0.0.1:{stack.gateway_port}/ws/streams/{STREAM}"
     with connect(url, open_timeout=10, max_size=16 << 20,

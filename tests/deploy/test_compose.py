@@ -379,6 +379,11 @@ def test_images_are_exact_versions(compose: Obj) -> None:
         if image == "evi:local":
             assert service["build"]["dockerfile"] == "deploy/docker/Dockerfile", name
             continue
+        if name == "gateway":  # the same Dockerfile's slimmer target
+            assert image == "evi-gateway:local"
+            assert service["build"]["dockerfile"] == "deploy/docker/Dockerfile"
+            assert service["build"]["target"] == "gateway"
+            continue
         if name == "kafka":
             assert image == f"evi-kafka:{pom_kafka_version()}"  # built: see above
             continue

@@ -73,6 +73,8 @@ def test_stages(stages: list[Stage]) -> None:
     assert [(s.base, s.name) for s in stages] == [("python:3.11-slim", "python"),
                                                   ("python", "build"),
                                                   ("build", "quantize"),
+                                                  ("python", "gateway-build"),
+                                                  ("python", "gateway"),
                                                   ("python", "final")]
     requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
     assert requires == ">=3.11"
@@ -152,7 +154,21 @@ def test_nncf_is_not_in_the_final_venv(stages: list[Stage]) -> None:
     assert built["quantize"].locks == ["requirements/runtime.txt", "requirements/quantize.txt"]
     venv_copies = [c for s in stages for c in s.all("COPY") if c.words()[0] == "/opt/venv"]
     assert [(c.flags, c.words()) for c in venv_copies] == [
+        ({"from": "gateway-build"}, ["/opt/venv", "/opt/venv"]),
         ({"from": "build"}, ["/opt/venv", "/opt/venv"])]
+
+
+def test_the_gateway_image_has_the_core_dependencies_only(stages: list[Stage]) -> None:
+    """The gateway target installs requirements/gateway.txt alone: no OpenVINO, faust, OpenCV,
+    scikit-image or NNCF, and it copies no model."""
+    built = image.build(stages)
+    assert built["gateway-build"].locks == ["requirements/gateway.txt"]
+    core = parse_lock("gateway.txt")
+    for heavy in ("openvino", "faust-streaming", "opencv-python-headless", "scikit-image", "nncf"):
+        assert heavy not in core and heavy in parse_lock("dev.txt"), heavy
+    gateway = next(s for s in stages if s.name == "gateway")
+    copies = [c.words() for c in gateway.all("COPY")]
+    assert copies == [["/opt/venv", "/opt/venv"]], copies
 
 
 def test_web_assets_are_where_the_gateway_looks(stages: list[Stage]) -> None:
@@ -269,7 +285,7 @@ def test_the_extra_ca_is_a_secret_of_the_runs_that_download(stages: list[Stage])
                 assert run.args.startswith("with-extra-ca "), run.args
         for i in s.instructions:
             assert "extra_ca" not in i.args or i.op == "RUN", (s.name, i.op, i.args)
-    assert downloads == 3  # the runtime lock, the models, the quantize lock
+    assert downloads == 4  # the runtime lock, the models, the quantize lock, the gateway lock
     assert "syntax=" not in DOCKERFILE.read_text().split("\n")[0], (
         "the engine's own frontend builds it: no frontend image to pull")
 
