@@ -71,9 +71,10 @@ def test_ignore_rules_behave_like_docker() -> None:
 
 def test_stages(stages: list[Stage]) -> None:
     assert [(s.base, s.name) for s in stages] == [("python:3.11-slim", "python"),
-                                                  ("python", "build"),
+                                                  ("python", "builder"),
+                                                  ("builder", "build"),
                                                   ("build", "quantize"),
-                                                  ("python", "gateway-build"),
+                                                  ("builder", "gateway-build"),
                                                   ("python", "gateway"),
                                                   ("python", "final")]
     requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
@@ -244,7 +245,8 @@ def test_dependencies_install_from_the_lock(stages: list[Stage]) -> None:
     assert all(src.startswith("deploy/docker/") for *srcs, _ in before for src in srcs), (
         "the lock layer comes first (after the build's own helpers): a code or pyproject edit "
         "does not reinstall it")
-    assert build.env()["PATH"].startswith("/opt/venv/bin:")
+    assert build.base == "builder"
+    assert stage(stages, "builder").env()["PATH"].startswith("/opt/venv/bin:")
     quantize = stage(stages, "quantize")
     assert pip_installs(quantize) == ["pip install --require-hashes -r requirements/quantize.txt"]
     assert [c.words() for c in quantize.all("COPY")] == [["requirements/quantize.txt",
@@ -291,10 +293,11 @@ def test_the_extra_ca_is_a_secret_of_the_runs_that_download(stages: list[Stage])
 
 
 def test_debian_or_python_base_get_the_same_python_path(stages: list[Stage]) -> None:
-    """The venv made in `build` links to /usr/local/bin/python, in `final` too: both stages
+    """The venv made in `builder` links to /usr/local/bin/python, in `final` too: both stages
     come from the `python` stage, which makes that path on plain Debian."""
     python = stage(stages, "python")
     assert [r.args for r in python.all("RUN")] == ["debian-python runtime"]
     script = (REPO / "deploy" / "docker" / "debian-python").read_text()
     assert "ln -sf python3.11 /usr/local/bin/python" in script
-    assert stage(stages, "build").base == "python" and stages[-1].base == "python"
+    assert stage(stages, "builder").base == "python" and stages[-1].base == "python"
+    assert stage(stages, "build").base == stage(stages, "gateway-build").base == "builder"
