@@ -64,6 +64,7 @@ class Feed:
         self.partitions: dict[str, int] = {}  # assigned topic -> partitions
         self.records = 0
         self.restarts = 0
+        self.replaced_after_metadata_failure = 0  # clients given up after a failed refresh
         self._next: dict[tuple[str, int], int] = {}  # next offset per partition handed over
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -199,5 +200,10 @@ class Feed:
                     self._assign_new(c, looked_ms - 2000)
                     looked_ms = now_ms
                 except KafkaException as e:
-                    log.warning("metadata refresh failed (Kafka away?): %s", e)
+                    # This client is replaced (the caller makes a new one, which resumes at the
+                    # handed-over offsets): after a broker restart a librdkafka client could stay
+                    # disconnected for 30 s and more while a new one connected at once (CI).
+                    self.replaced_after_metadata_failure += 1
+                    log.warning("metadata refresh failed (Kafka away?): %s; new consumer", e)
+                    raise
                 next_look = time.monotonic() + self.s.metadata_refresh_s

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from evi.settings import KafkaSettings
 from evi.topics import Topics
@@ -53,6 +53,51 @@ def test_a_replaced_feed_consumer_resumes_where_the_failed_one_stopped(
     finally:
         feed.stop()
     assert failures == 2 and feed.restarts == 2
+    assert sorted(v for _, _, v in got) == sorted(f"r{i}".encode() for i in range(N))
+    for part in {p for p, _, _ in got}:
+        offsets = [o for p, o, _ in got if p == part]
+        assert offsets == list(range(len(offsets))), f"partition {part} read in order, once"
+
+
+def test_a_consumer_whose_metadata_refresh_fails_is_replaced_and_nothing_is_lost(
+    kafka: KafkaSettings, topics: Topics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a broker restart a librdkafka client could stay disconnected for 30 s while a new
+    one connected at once: a failed metadata refresh gives the client up, and its successor
+    resumes at the handed-over offsets."""
+    got: list[tuple[int, int, bytes]] = []
+    assigned = threading.Event()
+    refreshes = 0
+    real = Feed._assign_new
+
+    def assign_new(self: Feed, c: Consumer, since_ms: int | None) -> int:
+        nonlocal refreshes
+        if since_ms is not None:  # a refresh inside _poll, not a new client's first look
+            refreshes += 1
+            if refreshes in (2, 4):
+                raise KafkaException(KafkaError(KafkaError._TRANSPORT, "broker transport failure"))
+        return real(self, c, since_ms)
+
+    monkeypatch.setattr(Feed, "_assign_new", assign_new)
+    s = GatewaySettings(kafka=kafka, topics=topics.settings, auth_required=False,
+                        metadata_refresh_s=0.5)
+    feed = Feed(s, lambda b: got.extend((m.partition() or 0, m.offset() or 0, m.value() or b"")
+                                        for m in b), lambda: None, assigned.set)
+    feed.start()
+    try:
+        assert assigned.wait(30)
+        p = Producer(kafka.client_config())
+        for i in range(N):
+            p.produce(topics.results("face"), f"r{i}".encode(), f"s{i % 7}".encode())
+            if i % 10 == 9:
+                p.flush(10)
+                time.sleep(0.1)  # ~3 s: several refreshes, both failures in the middle
+        assert p.flush(10) == 0
+        wait_until(lambda: len(got) >= N and refreshes >= 4, 60, f"{N} records read")
+        time.sleep(1)  # anything read twice would come now
+    finally:
+        feed.stop()
+    assert feed.replaced_after_metadata_failure == 2
     assert sorted(v for _, _, v in got) == sorted(f"r{i}".encode() for i in range(N))
     for part in {p for p, _, _ in got}:
         offsets = [o for p, o, _ in got if p == part]
