@@ -4,9 +4,11 @@
    a websocket client gets every good result — the exact (stream, seq) set, in order per
    stream, each with its frame — and `evi_gateway_bad_records_total` counts exactly what was
    sent, by topic and reason.
-2. 100,000 distinct stream ids, then 100,000 more (a result, a frame and every tenth a
-   registry entry each): the gateway's RSS after the second 100k is within 10 % of after the
-   first (per-stream state, registry and caches are bounded), and it still serves.
+2. 100,000 distinct stream ids, then 100,000 more, then 100,000 more (a result, a frame and
+   every tenth a registry entry each): the gateway's RSS after the third 100k is within 10 % of
+   after the second (per-stream state, registry and caches are bounded), and it still serves.
+   The first 100k is warm-up: in full-suite runs the allocator had not reached its working size
+   after it and the second 100k grew RSS by up to 12.7 % (alone +1 %), a leak by that measure.
 
 Numbers are printed and written to test-artifacts/gateway-robustness.json."""
 
@@ -165,7 +167,7 @@ def test_malformed_records_and_100k_stream_ids_do_not_stop_or_grow_the_gateway(
         read = int(gw.get("/api/stats")["records_read"])
         assert read >= produced
         rss = [gw.rss_kib()]
-        for round_ in range(2):
+        for round_ in range(3):
             t1 = time.monotonic()
             # In slices of 10k ids, each read before the next is produced: what is measured is
             # the gateway's own state, not how far librdkafka's prefetch ran ahead of it.
@@ -177,11 +179,12 @@ def test_malformed_records_and_100k_stream_ids_do_not_stop_or_grow_the_gateway(
             numbers[f"flood{round_ + 1}_s"] = round(time.monotonic() - t1, 1)
         stats = gw.get("/api/stats")
         numbers |= {"rss_kib_start": rss[0], "rss_kib_after_100k": rss[1],
-                    "rss_kib_after_200k": rss[2],
+                    "rss_kib_after_200k": rss[2], "rss_kib_after_300k": rss[3],
                     "rss_growth_second_100k": round(rss[2] / rss[1] - 1, 4),
+                    "rss_growth_third_100k": round(rss[3] / rss[2] - 1, 4),
                     "streams_tracked_after": stats["streams"],
                     "records_read": stats["records_read"]}
-        assert rss[2] <= rss[1] * 1.10, numbers
+        assert rss[3] <= rss[2] * 1.10, numbers
         assert stats["streams"] <= 1000 + 2000, "streams and registry entries, both capped"
 
         # ...and it still serves a good stream.
