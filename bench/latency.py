@@ -40,6 +40,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -182,6 +183,27 @@ def observe(kafka: KafkaSettings, topics: Topics, stop: threading.Event, seen: S
 # --- one round: the stack up, measured, down ------------------------------------------------
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid() -> int | None:
+    """The local Kafka broker's JVM, to count its CPU beside ours (None when not found)."""
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if b"kafka.Kafka" in (d / "cmdline").read_bytes():
+                    return int(d.name)
+            except OSError:
+                continue
+    return None
+
+
 def metric_sums(text: str, name: str) -> tuple[float, float]:
     """(sum, count) of a histogram in a Prometheus text page, over its label sets."""
     total = count = 0.0
@@ -209,6 +231,10 @@ def run_round(a: argparse.Namespace, preset: str, log_dir: Path) -> dict[str, An
     procs: list[subprocess.Popen[bytes]] = []
     log_dir.mkdir(parents=True, exist_ok=True)
 
+    named: dict[str, int] = {}
+    if (bpid := broker_pid()) is not None:
+        named["broker"] = bpid
+
     def start(name: str, *args: str) -> subprocess.Popen[bytes]:
         log = open(log_dir / f"{preset}-{name}.log", "wb")  # noqa: SIM115 - the child owns it
         p = subprocess.Popen([sys.executable, "-m", "evi.cli", *args, *common], cwd=REPO,
@@ -216,6 +242,7 @@ def run_round(a: argparse.Namespace, preset: str, log_dir: Path) -> dict[str, An
                              start_new_session=True)  # fmt: skip
         log.close()
         procs.append(p)
+        named[name] = p.pid
         return p
 
     stop = threading.Event()
@@ -236,10 +263,18 @@ def run_round(a: argparse.Namespace, preset: str, log_dir: Path) -> dict[str, An
         ids = ",".join(f"sample-{i}" for i in range(1, a.streams + 1))
         out = log_dir / f"{preset}-client.jsonl"
         metrics0 = get(f"http://127.0.0.1:{web}/metrics")
+        cpu0 = {k: cpu_s(v) for k, v in named.items()}
+        own0, kids0 = time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.monotonic()
         subprocess.run(
             [sys.executable, __file__, "--client", f"ws://127.0.0.1:{port}/ws/streams?ids={ids}",
              "--seconds", str(a.seconds), "--out", str(out)],
             cwd=REPO, timeout=a.seconds + 30, check=True)  # fmt: skip
+        wall = time.monotonic() - t0
+        kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = {k: (cpu_s(v) - cpu0[k]) / wall for k, v in named.items()}
+        cpu["client"] = (kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime) / wall
+        cpu["observer"] = (time.process_time() - own0) / wall
         metrics1 = get(f"http://127.0.0.1:{web}/metrics")
         time.sleep(0.5)  # the observer's last records
     finally:
@@ -257,7 +292,7 @@ def run_round(a: argparse.Namespace, preset: str, log_dir: Path) -> dict[str, An
         AdminClient(kafka.client_config()).delete_topics(
             [s.name for s in topics.specs([KIND])], operation_timeout=30)
     rows = [json.loads(line) for line in out.read_text().splitlines() if line]
-    return summarise(rows, seen, metrics0, metrics1, a)
+    return summarise(rows, seen, metrics0, metrics1, a) | {"cpu": cpu}
 
 
 def summarise(rows: list[list[Any]], seen: Seen, m0: str, m1: str,
@@ -315,6 +350,9 @@ def print_round(preset: str, r: dict[str, Any], load: float) -> None:
         xs = r["hops"][name]
         print(f"| {name} | {pct(xs, 0.5):.1f} | {pct(xs, 0.99):.1f} |")
     print(f"| **capture→browser** | **{p50:.1f}** | **{p99:.1f}** |")
+    cpu = r["cpu"]
+    print("CPU while measured, in cores (of " + str(os.cpu_count()) + "): " + ", ".join(
+        f"{k} {v:.2f}" for k, v in cpu.items()) + f"; sum {sum(cpu.values()):.2f}")
 
 
 def main(argv: Iterable[str] | None = None) -> int:

@@ -63,6 +63,42 @@ def test_sample_source_ends_after_its_frames() -> None:
     assert src.native_fps == 15.0 and not src.live
 
 
+def test_sample_sources_of_one_geometry_render_each_frame_once_and_share_it_read_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from producers.sources import sample
+
+    reference = SampleClip(96, 64, 40).frame(0)
+    rendered: list[int] = []
+    real = SampleClip.frame
+
+    def counted(self: SampleClip, i: int) -> Frame:
+        rendered.append(i)
+        return real(self, i)
+
+    monkeypatch.setattr(SampleClip, "frame", counted)
+    sample.shared_frames.cache_clear()  # what earlier tests' sources left
+    a, b = SampleSource("sample:96x64x40"), SampleSource("sample:96x64x40")
+    other = SampleSource("sample:128x64x40")
+    for s in (a, b, other):
+        s.open()
+    fa, fb, fo = a.read(), b.read(), other.read()
+    assert fa is not None and fb is not None and fo is not None
+    assert fa is fb and fo.shape == (64, 128, 3)
+    assert rendered == [0, 0]  # once for 96x64, once for 128x64
+    assert (fa == reference).all()
+    with pytest.raises(ValueError, match="read-only"):
+        fa[0, 0, 0] = 1
+    # A source far behind the others re-renders what fell out of the shared window, same pixels.
+    for _ in range(sample.KEPT_FRAMES + 5):
+        a.read()
+    late = SampleSource("sample:96x64x40")
+    late.open()
+    again = late.read()
+    assert again is not None and again is not fa and (again == fa).all()
+    assert rendered.count(0) == 3
+
+
 def test_file_source_reads_all_frames_at_native_fps(clip_path: Path) -> None:
     src = make_source(str(clip_path))
     src.open()
