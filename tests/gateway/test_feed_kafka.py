@@ -20,6 +20,25 @@ pytestmark = pytest.mark.kafka
 N = 300
 
 
+def publish_paced(kafka: KafkaSettings, topics: Topics) -> None:
+    """N results in batches of 10, 0.1 s apart: ~3 s of batches for the feed to fail among."""
+    p = Producer(kafka.client_config())
+    for i in range(N):
+        p.produce(topics.results("face"), f"r{i}".encode(), f"s{i % 7}".encode())
+        if i % 10 == 9:
+            p.flush(10)
+            time.sleep(0.1)
+    assert p.flush(10) == 0
+
+
+def assert_each_read_once_in_order(got: list[tuple[int, int, bytes]]) -> None:
+    """Every record of publish_paced handed over once, each partition's in offset order."""
+    assert sorted(v for _, _, v in got) == sorted(f"r{i}".encode() for i in range(N))
+    for part in {p for p, _, _ in got}:
+        offsets = [o for p, o, _ in got if p == part]
+        assert offsets == list(range(len(offsets))), f"partition {part} read in order, once"
+
+
 def test_a_replaced_feed_consumer_resumes_where_the_failed_one_stopped(
     kafka: KafkaSettings, topics: Topics
 ) -> None:
@@ -41,22 +60,13 @@ def test_a_replaced_feed_consumer_resumes_where_the_failed_one_stopped(
     feed.start()
     try:
         assert assigned.wait(30)
-        p = Producer(kafka.client_config())
-        for i in range(N):
-            p.produce(topics.results("face"), f"r{i}".encode(), f"s{i % 7}".encode())
-            if i % 10 == 9:
-                p.flush(10)
-                time.sleep(0.1)  # ~3 s of batches: both failures fall in the middle
-        assert p.flush(10) == 0
+        publish_paced(kafka, topics)  # both failures fall in the middle
         wait_until(lambda: len(got) >= N, 60, f"{N} records read")
         time.sleep(1)  # anything read twice would come now
     finally:
         feed.stop()
     assert failures == 2 and feed.restarts == 2
-    assert sorted(v for _, _, v in got) == sorted(f"r{i}".encode() for i in range(N))
-    for part in {p for p, _, _ in got}:
-        offsets = [o for p, o, _ in got if p == part]
-        assert offsets == list(range(len(offsets))), f"partition {part} read in order, once"
+    assert_each_read_once_in_order(got)
 
 
 def test_a_consumer_whose_metadata_refresh_fails_is_replaced_and_nothing_is_lost(
@@ -86,22 +96,13 @@ def test_a_consumer_whose_metadata_refresh_fails_is_replaced_and_nothing_is_lost
     feed.start()
     try:
         assert assigned.wait(30)
-        p = Producer(kafka.client_config())
-        for i in range(N):
-            p.produce(topics.results("face"), f"r{i}".encode(), f"s{i % 7}".encode())
-            if i % 10 == 9:
-                p.flush(10)
-                time.sleep(0.1)  # ~3 s: several refreshes, both failures in the middle
-        assert p.flush(10) == 0
+        publish_paced(kafka, topics)  # several refreshes, both failures in the middle
         wait_until(lambda: len(got) >= N and refreshes >= 4, 60, f"{N} records read")
         time.sleep(1)  # anything read twice would come now
     finally:
         feed.stop()
     assert feed.replaced_after_metadata_failure == 2
-    assert sorted(v for _, _, v in got) == sorted(f"r{i}".encode() for i in range(N))
-    for part in {p for p, _, _ in got}:
-        offsets = [o for p, o, _ in got if p == part]
-        assert offsets == list(range(len(offsets))), f"partition {part} read in order, once"
+    assert_each_read_once_in_order(got)
 
 
 def test_records_with_an_empty_or_null_value_after_a_pause_are_handed_over(
