@@ -61,7 +61,6 @@ class SampleSource(Source):
             self.frames = shared_frames(w or 640, h or 480, n or 120)
         except ValueError as e:
             raise SourceError(f"sample source {spec!r}: {e}", permanent=True) from None
-        self.clip = self.frames.clip
         self._i = 0
 
     @property
@@ -76,7 +75,7 @@ class SampleSource(Source):
         self._i = 0
 
     def read(self) -> Frame | None:
-        if self._i >= self.clip.frames:
+        if self._i >= self.frames.clip.frames:
             return None
         frame = self.frames.frame(self._i)
         self._i += 1
