@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -38,11 +39,46 @@ def delete_topics_with_prefix(kafka: KafkaSettings, prefix: str) -> None:
             fut.result()
 
 
+SHARED_BROKER_PORT = 9092  # kafka.sh's
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port nothing listens on, for a child to bind (see free_ports)."""
+    return free_ports(1)
+
+
+def free_ports(n: int) -> int:
+    """A first port p with p..p+n-1 free on loopback, none handed out before in this run.
+
+    Not bind(0)'s pick: that comes from the kernel's ephemeral range, where any client's outgoing
+    connection (a Kafka client's, say) can take it between our check and the child's bind; a
+    gateway failed to start with EADDRINUSE that way, and a stopped broker could not restart.
+    Ports below the range are only ever taken by an explicit bind."""
+    lo, _ = _ephemeral_range()
+    first, last = (20000, lo - n) if lo > 21000 else (61000, 65536 - n)
+    for _ in range(500):
+        base = random.randint(first, last)
+        wanted = set(range(base, base + n))
+        if wanted & _HANDED_OUT or SHARED_BROKER_PORT in wanted:
+            continue
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in wanted:
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        _HANDED_OUT.update(wanted)
+        return base
+    raise RuntimeError(f"no {n} free consecutive ports in {first}-{last}")
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, step: float = 0.2) -> None:

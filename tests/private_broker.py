@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -31,8 +29,8 @@ from pydantic import SecretStr
 
 from evi.cli import KAFKA_SCRIPT
 from evi.settings import REPO_ROOT, KafkaSettings
+from tests.helpers import free_ports
 
-SHARED_PORT = 9092
 ACTIONS = ("start", "stop", "status", "acls", "certs")
 
 
@@ -132,7 +130,7 @@ def private_broker(root: Path, heap: str = "-Xms128m -Xmx256m",
     `security` plaintext or sasl_ssl (certificates, users and the `evi` prefix's ACLs made by
     kafka.sh); stop it when done."""
     _private_root(root)
-    port = _free_range(2)
+    port = free_ports(2)
     controller = port + 1
     env = {**os.environ, "EVI_CACHE_DIR": str(root), "EVI_KAFKA_HOST": "127.0.0.1",
            "EVI_KAFKA_PORT": str(port), "EVI_KAFKA_CONTROLLER_PORT": str(controller),
@@ -144,25 +142,6 @@ def private_broker(root: Path, heap: str = "-Xms128m -Xmx256m",
         yield broker
     finally:
         broker.stop()
-
-
-def _free_range(n: int) -> int:
-    """A first port p with p..p+n-1 all free on loopback now (never the shared broker's)."""
-    for _ in range(200):
-        # Below the kernel's ephemeral range (32768-60999): a port there can be taken as the
-        # local end of some connection while a stopped broker is down, and it cannot restart.
-        base = random.randrange(20000, 32768 - n)
-        if SHARED_PORT in range(base, base + n):
-            continue
-        try:
-            with contextlib.ExitStack() as stack:
-                for port in range(base, base + n):
-                    s = stack.enter_context(socket.socket())
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise AssertionError(f"no {n} free consecutive ports")
 
 
 @dataclass(frozen=True)
@@ -244,7 +223,7 @@ def private_cluster(root: Path, size: int = 3,
     """Start a `size`-node KRaft cluster under `root` (a tmp dir), each node in `heap`; stop
     every node when done."""
     _private_root(root)
-    port, controller = _free_range(size), _free_range(size)
+    port, controller = free_ports(size), free_ports(size)
     assert not set(range(port, port + size)) & set(range(controller, controller + size))
     env = {**os.environ, "EVI_CACHE_DIR": str(root), "EVI_KAFKA_HOST": "127.0.0.1",
            "EVI_KAFKA_CLUSTER_PORT": str(port),
