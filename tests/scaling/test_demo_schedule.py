@@ -2,7 +2,8 @@
 evi/demo.py's schedule (streams join, raise their rate, leave) into two kinds fed by the same
 frames. `face` runs `process-all` under the Autoscaler: its workers go 1 -> 2 -> 1 and no
 (stream, seq) is lost across either rebalance. `face-live` (the same model) runs one `drop-stale`
-worker: every offered frame is either inferred (a result) or counted as dropped. The timeline
+worker, stopped (SIGSTOP) for 4 s in the peak: every offered frame is either inferred (a result)
+or counted as dropped, and it skips frames that went stale while it was stopped. The timeline
 (seconds to scale out and in, lag peak, frames lost) goes to test-artifacts/demo-scaling.json
 and docs/scaling.md. A gateway and the dashboard in Chromium watch it too: the scaling panel's
 desired-replicas line (KEDA's formula) reaches 2 no later than its workers do, and a screenshot
@@ -12,7 +13,9 @@ committed). Takes ~2 minutes."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import time
 import urllib.request
 import uuid
@@ -48,11 +51,34 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
 PACE = 3.0  # the 240 s demo in 80 s: peak from 20 s to 43 s
 THRESHOLD = 200  # `evi dev --lag-threshold`'s default
+STALL_S = 4.0  # the drop-stale worker is stopped this long in the peak: > its 2 s max age
 LIVE = "face-live"  # a second kind on the same model, for the drop-stale worker
 MODELS = """\
 face: {name: blazeface-short, family: blazeface, variant: short}
 face-live: {name: blazeface-short, family: blazeface, variant: short}
 """
+
+
+class Stall:
+    """SIGSTOP a process at `at_s` for `length_s`: it is then that far behind, however fast it is
+    (a drop-stale worker that keeps up with the peak would never meet a stale frame)."""
+
+    def __init__(self, pid: int, at_s: float, length_s: float) -> None:
+        self.pid, self.at_s, self.length_s = pid, at_s, length_s
+        self.stopped_s: float | None = None  # when it was stopped, s into the schedule
+        self.resumed = False
+
+    def step(self, now_s: float) -> None:
+        if self.stopped_s is None and now_s >= self.at_s:
+            os.kill(self.pid, signal.SIGSTOP)
+            self.stopped_s = now_s
+        elif self.stopped_s is not None and now_s >= self.stopped_s + self.length_s:
+            self.resume()
+
+    def resume(self) -> None:
+        if self.stopped_s is not None and not self.resumed:
+            os.kill(self.pid, signal.SIGCONT)
+            self.resumed = True
 
 
 def counter(text: str, name: str, **labels: str) -> float:
@@ -138,18 +164,24 @@ def test_demo_schedule_scales_out_and_back_in_losing_nothing_and_counting_every_
             tick()  # an empty group: KEDA wakes the minimum, one worker
             assert scaler.workers == ["processor-face-1"]
             wait_until(lambda: plan().members == 1, 90, "the first face worker joining")
+            stall = Stall(stale.pid, peak_start + 3.0, STALL_S)
             with evi_process("demo-producer", "produce", "--schedule", "demo", "--pace",
                              str(PACE), "--kind", "face", "--kind", LIVE, *flags) as producer:
                 t0 = time.time()
                 end = t0 + 150
-                while time.time() < end and producer.poll() is None:
-                    tick()
-                    results.read(0.3)
-                    watch_panel()
-                    if [e[1] for e in scaler.events][1:3] == ["start", "stop"] and \
-                            "workers_1" in panel:
-                        break  # out and back in: the rest of the schedule is not needed
+                try:
+                    while time.time() < end and producer.poll() is None:
+                        stall.step(time.time() - t0)
+                        tick()
+                        results.read(0.3)
+                        watch_panel()
+                        if [e[1] for e in scaler.events][1:3] == ["start", "stop"] and \
+                                "workers_1" in panel:
+                            break  # out and back in: the rest of the schedule is not needed
+                finally:
+                    stall.resume()
                 assert producer.poll() is None, log_tail("demo-producer")
+                assert stall.stopped_s is not None, "the drop-stale worker was never stalled"
             t_stopped = time.time() - t0
             events = [(round(t - t0, 1), what, n) for t, what, n in scaler.events[1:]]
             assert [e[1:] for e in events[:2]] == [("start", 2), ("stop", 1)], (events, history)
@@ -193,7 +225,8 @@ def test_demo_schedule_scales_out_and_back_in_losing_nothing_and_counting_every_
         "process_all": {"offered": len(face_offered), "lost": len(lost),
                         "duplicates": len(results.seen) - len(results.keys())},
         "drop_stale": {"offered": len(live_offered), "results": len(live_results.keys()),
-                       "inferred": inferred, "dropped": dropped, "dropped_stale": stale_dropped},
+                       "inferred": inferred, "dropped": dropped, "dropped_stale": stale_dropped,
+                       "stalled_s": stall.stopped_s},
         "history": history,
     }
     (REPO / "test-artifacts").mkdir(exist_ok=True)
@@ -212,4 +245,6 @@ def test_demo_schedule_scales_out_and_back_in_losing_nothing_and_counting_every_
     assert live_results.keys() <= live_offered
     assert len(live_results.keys()) == inferred, timeline
     assert inferred + dropped == len(live_offered), timeline
-    assert stale_dropped > 0, timeline  # it was behind in the peak and skipped, not queued
+    # Stopped 4 s in the peak, it came back 2 s past its max age and skipped what had gone stale
+    # instead of working through it.
+    assert stale_dropped > 0, timeline
