@@ -16,7 +16,8 @@ the broker at 127.0.0.1:9092, lets it settle, then measures for `--seconds`:
 
 Presets (settings passed to every child by environment, so the same code runs both):
 `old` = the waits before issue 18 (producer linger 5 ms, results linger 20 ms, micro-batch
-window 5 ms); `new` = the defaults now; `window1` = new with a 1 ms micro-batch window. Presets
+window 5 ms); `new` = the defaults now; `window1` = new with a 1 ms micro-batch window;
+`noflight` = new without quarantine's in-flight records. Presets
 alternate within a run, so load drifts hit them alike.
 
 Hops (each p50 / p99 over the frames the browser got, in ms):
@@ -74,6 +75,9 @@ PRESETS: dict[str, dict[str, str]] = {
     # new with a 1 ms micro-batch window: near what an adaptive window would give at live rates
     # (not in the default run: under a backlog it shrinks batches, a throughput question).
     "window1": {"EVI_BATCH_WITHIN_MS": "1"},
+    # new without quarantine: no in-flight record (an acks=all write awaited before each micro-
+    # batch runs), to price that wait and its CPU at live rates, where batches are a frame each.
+    "noflight": {"EVI_QUARANTINE_DEATHS": "0"},
 }
 
 
