@@ -2,10 +2,10 @@
 
 One agent per worker over `evi.frames.<kind>`, concurrency 1 (faust-streaming#606: with more
 actors faust commits past an event still in flight); parallelism comes from partitions, processes,
-the micro-batch (`take_events`) whose frames all run at once, and the next batch starting while an
-emitter task finishes the last. How a batch is acked only after its results are delivered:
-processors/handler.py. Frames a dead worker left in flight: processors/quarantine.py. How the
-worker stops and crashes: processors/shutdown.py. Why each faust setting below: docs/processors.md.
+the micro-batch (processors/take.py: handed over as soon as a batch slot is free) whose frames
+all run at once, and the next batch starting while an emitter task finishes the last. How a batch
+is acked only after its results are delivered: processors/handler.py. Frames a dead worker left
+in flight: processors/quarantine.py. How the worker stops and crashes: processors/shutdown.py. Why each faust setting below: docs/processors.md.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -38,6 +38,7 @@ from processors.seek import Resume
 from processors.settings import ProcessorSettings
 from processors.shutdown import Lifecycle
 from processors.sink import HEADROOM, Sink
+from processors.take import take_when_free
 from processors.watchdog import Watchdog
 
 log = logging.getLogger("evi.processor")
@@ -199,16 +200,26 @@ class Processor:
 
     async def _infer(self, stream: faust.StreamT[bytes]) -> None:
         """The agent: take micro-batches and start them; `_emit` finishes them in order."""
-        take = stream.take_events  # type: ignore[attr-defined]  # missing from faust's StreamT
-        async for events in take(self.s.batch_max, within=self.s.batch_within_ms / 1000):
-            handed(events)  # acks from here on are take_events' and ours: processors/handler.py
+        async for events in self._batches(stream):
+            handed(events)  # acks from here on are the taker's and ours: processors/handler.py
             await self.lifecycle.admit()
-            await self.in_flight.acquire()
             try:
                 self.started.put_nowait(await self.handler.start(events))
             except Exception as e:  # not about a frame (those are handled inside): crash
                 self.in_flight.release()
                 self.lifecycle.fatal(e, f"batch at {_where(events)}")
+
+    async def _batches(self, stream: faust.StreamT[bytes]) -> AsyncIterator[list[EventT[Any]]]:
+        """Micro-batches, each holding a batch slot (`in_flight`) that `_emit` releases."""
+        s = self.s
+        if not s.batch_within_ms:
+            async for events in take_when_free(stream, s.batch_max, self.in_flight):
+                yield events
+            return
+        take = stream.take_events  # type: ignore[attr-defined]  # missing from faust's StreamT
+        async for events in take(s.batch_max, within=s.batch_within_ms / 1000):
+            await self.in_flight.acquire()
+            yield list(events)
 
     async def _emit(self) -> None:
         """Finish started batches in order (results out) and hand them to the acker."""

@@ -3,8 +3,8 @@
 At-least-once rests on when a message is acked (faust commits acked offsets, contiguous from the
 last commit, after flushing its producer). A message is acked when its last reference is dropped,
 and faust drops references where we must not let it:
-- `take_events` acks a batch in a `finally` around its `yield`, so also a batch whose handling
-  raised or was cancelled (when the generator is closed);
+- the taker (processors/take.py, as faust's `take_events`) acks a batch in a `finally` around its
+  `yield`, so also a batch whose handling raised or was cancelled (when the generator is closed);
 - faust's pure-Python stream iterator acks, unseen, every event it reads while flow control is
   suspended (a rebalance or a stop has begun) or that was fetched in an older consumer generation
   (faust/streams.py `_py_aiter`, "skipped_value"); the compiled one, used when faust's Cython
@@ -63,7 +63,7 @@ class PinnedEvent(faust.Event):
 
 
 def handed(events: Sequence[EventT[Any]]) -> None:
-    """The agent has these events: from now on an ack is take_events' or the Acker's."""
+    """The agent has these events: from now on an ack is the taker's or the Acker's."""
     for event in events:
         if isinstance(event, PinnedEvent):
             event.handed = True

@@ -55,7 +55,9 @@ class ProcessorSettings(ServiceSettings):
     # Micro-batch taken from the stream: all frames of a batch are in flight at once, so decode of
     # frame N+1 overlaps inference of frame N; results are produced in order, then acked.
     batch_max: int = Field(32, ge=1, le=512)
-    batch_within_ms: int = Field(5, ge=1, le=1000)
+    # 0: a batch is handed over as soon as a batch slot is free (processors/take.py): no wait at
+    # live rates, full batches under a backlog. > 0: faust's take_events timer, this many ms.
+    batch_within_ms: int = Field(0, ge=0, le=1000)
     # Batches in the pipeline at once: 2 lets the next batch start while the last one finishes.
     batches_in_flight: int = Field(2, ge=1, le=8)
     decode_threads: int = Field(2, ge=1, le=64)

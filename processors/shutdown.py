@@ -3,7 +3,7 @@
 SIGTERM (and SIGINT) start faust's own stop, which already drains the way we want, in this order
 (faust/app/base.py `_stop_consumer`, then the consumer's `on_stop`): stop the flow and pause the
 partitions (no more fetching), wait until every event handed to the agent is acked
-(`stream_wait_empty`: the batch in flight and the one `take_events` is filling; ours ack only once
+(`stream_wait_empty`: the batch in flight and the one the taker is filling; ours ack only once
 their results are delivered), flush the producer, commit, leave the group so the partitions move
 at once. A second signal, or a stop that outlives `drain_timeout_s`, exits at once without a
 commit (at-least-once still holds: whatever was not committed is replayed).
