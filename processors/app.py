@@ -5,7 +5,8 @@ actors faust commits past an event still in flight); parallelism comes from part
 the micro-batch (processors/take.py: handed over as soon as a batch slot is free) whose frames
 all run at once, and the next batch starting while an emitter task finishes the last. How a batch
 is acked only after its results are delivered: processors/handler.py. Frames a dead worker left
-in flight: processors/quarantine.py. How the worker stops and crashes: processors/shutdown.py. Why each faust setting below: docs/processors.md.
+in flight: processors/quarantine.py. How the worker stops and crashes: processors/shutdown.py.
+Why each faust setting below: docs/processors.md.
 """
 
 from __future__ import annotations
