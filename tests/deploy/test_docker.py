@@ -70,7 +70,8 @@ def test_ignore_rules_behave_like_docker() -> None:
 
 
 def test_stages(stages: list[Stage]) -> None:
-    assert [(s.base, s.name) for s in stages] == [("python:3.11-slim", "python"),
+    assert [(s.base, s.name) for s in stages] == [("scratch", "source"),
+                                                  ("python:3.11-slim", "python"),
                                                   ("python", "builder"),
                                                   ("builder", "build"),
                                                   ("build", "quantize"),
@@ -157,6 +158,24 @@ def test_nncf_is_not_in_the_final_venv(stages: list[Stage]) -> None:
     assert [(c.flags, c.words()) for c in venv_copies] == [
         ({"from": "gateway-build"}, ["/opt/venv", "/opt/venv"]),
         ({"from": "build"}, ["/opt/venv", "/opt/venv"])]
+
+
+def test_both_venvs_build_the_project_from_one_list_of_its_files(stages: list[Stage]) -> None:
+    """The project's files are named once (stage `source`); each stage that `pip install .`s
+    copies all of them, after its lock layer, and no other stage names them."""
+    source = stage(stages, "source")
+    named = {src for c in source.all("COPY") for src in c.words()[:-1]}
+    assert named == {"pyproject.toml", "README.md", "evi", "producers", "processors", "gateway",
+                     "web", "deploy/kafka"}
+    for name in ("build", "gateway-build"):
+        s = stage(stages, name)
+        copies = [c for c in s.all("COPY")]
+        assert [c.words() for c in copies if c.flags.get("from") == "source"] == [["/src", "./"]]
+        assert "pip install --no-deps --no-build-isolation ." in pip_installs(s)
+    for s in stages:
+        if s.name != "source":
+            plain = {src for c in s.all("COPY") if not c.flags for src in c.words()[:-1]}
+            assert not plain & (named - {"web"}), (s.name, plain & named)
 
 
 def test_the_gateway_image_has_the_core_dependencies_only(stages: list[Stage]) -> None:
