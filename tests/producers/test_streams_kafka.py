@@ -138,21 +138,29 @@ def test_unreachable_broker_bounds_memory_counts_drops_and_resumes(
                     for r in ("queue_full", "delivery_failed")}
 
         wait_until(lambda: drops()["queue_full"] > 0, 30, "the first backpressure drop")
-        time.sleep(1.0)
-        warm = rss_mb()  # libraries loaded, sample clips built, queues and in-flight full
+        # Warm: libraries loaded, the clip's shared frames kept, queues and in-flight full, and
+        # records timing out, so the whole cycle of an outage has run once.
+        wait_until(lambda: drops()["delivery_failed"] > 0, 30, "the first delivery timeout")
+        time.sleep(2.0)
+        warm = rss_mb()
         rss: list[float] = []
-        for _ in range(300):  # up to 30 s more with the broker unreachable
+        for _ in range(500):  # 40-50 s more with the broker unreachable
             time.sleep(0.1)
             max_inflight = max(max_inflight, sample("evi_producer_inflight_bytes") or 0)
             rss.append(rss_mb())
-            if len(rss) > 50 and drops()["queue_full"] > 20 and drops()["delivery_failed"] > 5:
+            if len(rss) > 400 and drops()["queue_full"] > 20 and drops()["delivery_failed"] > 5:
                 break
         produced = sum(sample("evi_producer_frames_produced_total",
                               {"stream": f"cam{i}", "kind": "face"}) or 0 for i in range(3))
         assert drops()["queue_full"] > 20 and drops()["delivery_failed"] > 5
         assert produced == 0
         assert max_inflight <= cap
-        assert max(rss) - warm < 32, (warm, [round(x) for x in rss[::10]])
+        # Bounded, not flat. Python's own heap stays level (tracemalloc: ~63 MB, nearly all the
+        # clip's shared 2.7 MB frames), but malloc's arenas keep freed frames in steps: RSS rose
+        # 5-91 MB in 20-40 s after warm-up, in steps of up to ~30 MB, and levelled off at the
+        # same ~310-320 MB (this file alone) however low it started. What the three streams
+        # offer (~4.5 MB/s of JPEG), if kept, adds 180 MB in 40 s.
+        assert max(rss) - warm < 128, (warm, [round(x) for x in rss[::10]])
         fwd.start()  # the broker is back
         wait_until(lambda: all((sample("evi_producer_frames_produced_total",
                                        {"stream": f"cam{i}", "kind": "face"}) or 0) >= 10
