@@ -169,8 +169,8 @@ def test_both_venvs_build_the_project_from_one_list_of_its_files(stages: list[St
                      "web", "deploy/kafka"}
     for name in ("build", "gateway-build"):
         s = stage(stages, name)
-        copies = [c for c in s.all("COPY")]
-        assert [c.words() for c in copies if c.flags.get("from") == "source"] == [["/src", "./"]]
+        from_source = [c.words() for c in s.all("COPY") if c.flags.get("from") == "source"]
+        assert from_source == [["/src", "./"]]
         assert "pip install --no-deps --no-build-isolation ." in pip_installs(s)
     for s in stages:
         if s.name != "source":
